@@ -1,0 +1,108 @@
+//! `ferry:runtime/context`: time, randomness, logs, secrets, run info.
+
+use rand::RngCore;
+
+use crate::domain::{EntryKind, EntryStatus, Micros};
+use crate::engine::bindings::context::{Host, LogLevel};
+use crate::engine::bindings::types::AttemptInfo;
+use crate::engine::recorder::{Begun, Call};
+use crate::engine::secrets::Secrets;
+use crate::engine::state::StepState;
+
+/// Largest `random-bytes` request.
+const MAX_RANDOM: u32 = 65_536;
+/// Longest log line kept; longer lines are cut.
+const MAX_LOG_LINE: usize = 16 << 10;
+
+fn nondeterministic(d: &crate::engine::recorder::Divergence) -> wasmtime::Error {
+    wasmtime::format_err!("{d}")
+}
+
+impl Host for StepState {
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        let call = Call { kind: EntryKind::Now, name: "now".into(), request: "null".into() };
+        match self.recorder.immediate(call, || Micros::now().as_millis().to_string()) {
+            Some(answer) => {
+                answer.parse().map_err(|_| wasmtime::format_err!("corrupt journal: `now` answered `{answer}`"))
+            }
+            None => Err(wasmtime::format_err!("nondeterministic: `now` does not match the journal")),
+        }
+    }
+
+    async fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        if len > MAX_RANDOM {
+            wasmtime::bail!("random-bytes asked for {len} bytes; the limit is {MAX_RANDOM}");
+        }
+        let call = Call { kind: EntryKind::Random, name: "random-bytes".into(), request: len.to_string() };
+        let answer = self.recorder.immediate(call, || {
+            let mut bytes = vec![0u8; len as usize];
+            rand::rng().fill_bytes(&mut bytes);
+            format!("\"{}\"", hex::encode(bytes))
+        });
+        match answer {
+            Some(a) => hex::decode(a.trim_matches('"'))
+                .map_err(|_| wasmtime::format_err!("corrupt journal: random bytes `{a}`")),
+            None => Err(wasmtime::format_err!("nondeterministic: `random-bytes` does not match the journal")),
+        }
+    }
+
+    async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push('…');
+        }
+        let message = self.recorder.redact(&message);
+        let call =
+            Call { kind: EntryKind::Log, name: level.into(), request: serde_json::Value::String(message).to_string() };
+        match self.recorder.begin(call.clone()) {
+            Begun::Live { key, started_at } => {
+                self.recorder.finish(key, call, started_at, None, EntryStatus::Ok, None);
+                Ok(())
+            }
+            Begun::Recorded(_) => Ok(()),
+            Begun::Diverged(d) => Err(nondeterministic(&d)),
+        }
+    }
+
+    async fn secret(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        let value = self.secrets.get(&name).map(str::to_owned);
+        let call =
+            Call { kind: EntryKind::Secret, name: name.clone(), request: serde_json::Value::String(name).to_string() };
+        match self.recorder.begin(call.clone()) {
+            Begun::Live { key, started_at } => {
+                let journaled = Secrets::journal_form(value.as_deref());
+                self.recorder.finish(key, call, started_at, Some(journaled), EntryStatus::Ok, None);
+            }
+            // On replay the value comes from this host's configuration; the
+            // journal only proves whether one existed (and its hash).
+            Begun::Recorded(_) => {}
+            Begun::Diverged(d) => return Err(nondeterministic(&d)),
+        }
+        if let Some(v) = &value {
+            self.recorder.add_secret(v);
+        }
+        Ok(value)
+    }
+
+    async fn run_info(&mut self) -> wasmtime::Result<AttemptInfo> {
+        Ok(AttemptInfo {
+            run_id: self.info.run_id.to_string(),
+            component: self.info.component.clone(),
+            step: self.info.step.clone(),
+            attempt: self.info.attempt,
+            idempotency_key: self.info.idempotency_key(),
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Running a lone step as a durable run: store the component, create the
+//! run, claim it, run the attempt, journal everything in one commit.
+//!
+//! This is what `ferry exec` does in-process; the daemon's workers will run
+//! the same sequence through the scheduler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::{Entry, Limits, Micros, NewRun, Run, RunId, World};
+use crate::engine::{AllowList, Engine, LoadError, Secrets, StepCall};
+use crate::store::{self, Component, Created, Outcome, Store};
+
+/// How long a claimed run stays ours without a heartbeat.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// Why a run could not be started. (A step that fails is not an error
+/// here: it is a finished run with a failed outcome.)
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the input is not valid JSON: {0}")]
+    InvalidInput(String),
+    #[error("cannot load the component")]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// Options of one execution.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    pub limits: Limits,
+    pub allow: AllowList,
+    pub idempotency_key: Option<String>,
+}
+
+/// What an execution produced.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub run: Run,
+    /// False when an idempotency key matched an earlier run, which is
+    /// returned as it is and was not executed again.
+    pub executed: bool,
+    pub fuel: u64,
+    pub entries: usize,
+    pub duration: Duration,
+}
+
+/// The in-process host: a store, an engine and the secrets steps may read.
+pub struct Host {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub secrets: Arc<Secrets>,
+    /// Lease owner name of this process.
+    pub owner: String,
+}
+
+impl Host {
+    pub fn new(store: Arc<dyn Store>, engine: Arc<Engine>, secrets: Secrets) -> Self {
+        let owner = format!("{}-{}", hostname(), std::process::id());
+        Self { store, engine, secrets: Arc::new(secrets), owner }
+    }
+
+    /// Runs `bytes` (a step component) once on `input`, journaled under a
+    /// new run named `name`.
+    pub async fn exec_step(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        input: &str,
+        opts: ExecOptions,
+    ) -> Result<Report, ExecError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
+        let loaded = self.engine.load(bytes).await?;
+        if loaded.world != World::Step {
+            return Err(LoadError::WrongWorld(format!("`{name}` is a {}, not a step", loaded.world)).into());
+        }
+        self.store
+            .put_component(&Component {
+                hash: loaded.hash.clone(),
+                world: loaded.world,
+                bytes: bytes.to_vec(),
+                created_at: Micros::now(),
+            })
+            .await?;
+        let created = self
+            .store
+            .create_run(NewRun {
+                id: RunId::new(),
+                kind: World::Step,
+                component: name.to_owned(),
+                component_hash: loaded.hash.clone(),
+                input: input.to_owned(),
+                idempotency_key: opts.idempotency_key.clone(),
+                created_at: Micros::now(),
+            })
+            .await?;
+        let run = match created {
+            Created::Existing(run) => {
+                let entries = self.store.journal(&run.id).await?.len();
+                return Ok(Report { run, executed: false, fuel: 0, entries, duration: Duration::ZERO });
+            }
+            Created::New(run) => run,
+        };
+        let lease = self.store.claim(&run.id, &self.owner, LEASE_TTL, Micros::now()).await?;
+        let started = std::time::Instant::now();
+        let attempt = self
+            .engine
+            .run_step(
+                &loaded,
+                StepCall {
+                    run_id: run.id,
+                    component: name.to_owned(),
+                    step: name.to_owned(),
+                    seq: 0,
+                    attempt: 1,
+                    input: input.to_owned(),
+                    limits: opts.limits,
+                    allow: opts.allow,
+                    secrets: self.secrets.clone(),
+                    replay: None,
+                },
+            )
+            .await;
+        let duration = started.elapsed();
+        let fuel = attempt.fuel;
+        let mut entries: Vec<Entry> = Vec::with_capacity(attempt.children.len() + 1);
+        entries.push(attempt.entry);
+        entries.extend(attempt.children);
+        let count = entries.len();
+        let outcome = match attempt.outcome {
+            Ok(output) => Outcome::Completed { output },
+            Err(error) => Outcome::Failed { error },
+        };
+        self.store.finish(&lease, entries, outcome, Micros::now()).await?;
+        let run = self.store.run(&run.id).await?.ok_or_else(|| store::Error::NotFound(format!("run {}", run.id)))?;
+        Ok(Report { run, executed: true, fuel, entries: count, duration })
+    }
+}
+
+/// A short name for this machine, for lease owners.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}

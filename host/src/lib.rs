@@ -1,0 +1,8 @@
+//! Ferry: durable workflows whose every step is a sandboxed, fuel-metered WebAssembly component.
+
+pub mod cli;
+pub mod domain;
+pub mod engine;
+pub mod exec;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,457 @@
+//! The store contract suite: what every [`Store`] backend must do, written
+//! once against the trait and run on each backend.
+//!
+//! Each behaviour is one `async fn` taking a fresh, empty store. The
+//! [`contract_tests!`] macro turns the whole list into `#[tokio::test]`s for
+//! one backend, given an async factory returning `Option<Harness>` (`None`
+//! skips, e.g. Postgres without `TEST_DATABASE_URL`):
+//!
+//! ```ignore
+//! contract_tests!(sqlite, crate::store::sqlite::test_harness);
+//! contract_tests!(postgres, crate::store::postgres::test_harness);
+//! ```
+//!
+//! Times are injected (a fixed `T0` plus offsets), never read from the
+//! clock, and no case sleeps.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Component, Created, Error, Lease, Outcome, RunFilter, Store};
+use crate::domain::{
+    ComponentHash, Entry, EntryKey, EntryKind, EntryStatus, Micros, NewRun, Run, RunError, RunErrorKind, RunId,
+    RunStatus, World,
+};
+
+/// A fresh store for one case, with whatever keeps it alive (a temporary
+/// folder, a scratch database).
+pub(crate) struct Harness {
+    pub store: Arc<dyn Store>,
+    _keep: Box<dyn Any + Send>,
+}
+
+impl Harness {
+    pub(crate) fn new(store: Arc<dyn Store>, keep: impl Any + Send) -> Self {
+        Self { store, _keep: Box::new(keep) }
+    }
+}
+
+/// Runs every contract case against one backend.
+macro_rules! contract_tests {
+    ($backend:ident, $harness:path) => {
+        mod $backend {
+            contract_tests!(@cases $harness;
+                component_put_is_idempotent,
+                run_is_created_queued_and_read_back,
+                run_needs_a_stored_component,
+                idempotency_key_returns_the_existing_run,
+                claim_bumps_the_epoch_and_starts_the_run,
+                claim_of_a_live_lease_conflicts,
+                claim_of_a_final_or_unknown_run_fails,
+                heartbeat_extends_the_lease,
+                expired_lease_is_taken_over_and_the_old_one_is_fenced,
+                journal_comes_in_key_order,
+                duplicate_entry_conflicts_and_writes_nothing,
+                entry_of_another_run_is_refused,
+                finish_records_the_outcome_and_releases_the_lease,
+                failed_and_cancelled_outcomes_are_recorded,
+                list_runs_filters_and_paginates,
+                concurrent_appends_all_land,
+                stale_write_fails_alone_in_its_batch,
+            );
+        }
+    };
+    (@cases $harness:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(harness) = $harness().await else {
+                    eprintln!("skipped: backend not configured");
+                    return;
+                };
+                $crate::store::contract::$case(::std::sync::Arc::clone(&harness.store)).await;
+            }
+        )+
+    };
+}
+
+contract_tests!(sqlite, crate::store::sqlite::test_harness);
+
+// ---------------------------------------------------------------- fixtures
+
+/// An arbitrary fixed instant (2023-11-14T22:13:20Z).
+const T0: Micros = Micros(1_700_000_000_000_000);
+const TTL: Duration = Duration::from_secs(30);
+
+fn at(secs: i64) -> Micros {
+    Micros(T0.0 + secs * 1_000_000)
+}
+
+/// A small fake component; `n` varies its bytes and so its hash.
+fn component(n: u8) -> Component {
+    let bytes = vec![0, b'a', b's', b'm', n];
+    Component { hash: ComponentHash::of(&bytes), world: World::Workflow, bytes, created_at: T0 }
+}
+
+/// A run id whose text order follows `ms` (ids made by `RunId::new` in the
+/// same millisecond are in random order).
+fn run_id(ms: u64) -> RunId {
+    let ulid = ulid::Ulid::from_parts(1_700_000_000_000 + ms, u128::from(ms) * 7919);
+    format!("run_{ulid}").parse().expect("a valid run id")
+}
+
+fn new_run(id: RunId, c: &Component, name: &str, key: Option<&str>) -> NewRun {
+    NewRun {
+        id,
+        kind: World::Workflow,
+        component: name.to_owned(),
+        component_hash: c.hash.clone(),
+        input: r#"{"client":42}"#.to_owned(),
+        idempotency_key: key.map(str::to_owned),
+        created_at: T0,
+    }
+}
+
+fn entry(run: RunId, seq: u32, attempt: u32, child: u32) -> Entry {
+    let request = format!(r#"{{"seq":{seq},"attempt":{attempt},"child":{child}}}"#);
+    Entry {
+        run_id: run,
+        key: EntryKey { seq, attempt, child },
+        kind: if child == 0 { EntryKind::Step } else { EntryKind::Http },
+        name: format!("call-{seq}"),
+        request_hash: Entry::hash_request(&request),
+        request,
+        response: Some(r#"{"ok":true}"#.to_owned()),
+        status: EntryStatus::Ok,
+        error: None,
+        started_at: at(1),
+        finished_at: at(2),
+        fuel: (child == 0).then_some(12_345),
+    }
+}
+
+/// A queued run of a stored component.
+async fn queued(store: &dyn Store, id: RunId) -> Run {
+    let c = component(1);
+    store.put_component(&c).await.expect("put component");
+    match store.create_run(new_run(id, &c, "report", None)).await.expect("create run") {
+        Created::New(run) => run,
+        Created::Existing(run) => panic!("expected a new run, got existing {}", run.id),
+    }
+}
+
+/// A run claimed by `w1` at T0.
+async fn claimed(store: &dyn Store, id: RunId) -> (Run, Lease) {
+    let run = queued(store, id).await;
+    let lease = store.claim(&run.id, "w1", TTL, T0).await.expect("claim");
+    (run, lease)
+}
+
+async fn must_run(store: &dyn Store, id: &RunId) -> Run {
+    store.run(id).await.expect("read run").expect("run exists")
+}
+
+fn assert_lease_lost<T: std::fmt::Debug>(result: super::Result<T>, run: RunId, held: i64, current: i64) {
+    match result {
+        Err(Error::LeaseLost { run_id, held: h, current: c }) => {
+            assert_eq!((run_id, h, c), (run, held, current));
+        }
+        other => panic!("expected LeaseLost(held {held}, current {current}), got {other:?}"),
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: super::Result<T>) {
+    assert!(matches!(result, Err(Error::Conflict(_))), "expected Conflict, got {result:?}");
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: super::Result<T>) {
+    assert!(matches!(result, Err(Error::NotFound(_))), "expected NotFound, got {result:?}");
+}
+
+// ------------------------------------------------------------------ cases
+
+pub(crate) async fn component_put_is_idempotent(store: Arc<dyn Store>) {
+    let c = component(1);
+    assert!(store.put_component(&c).await.unwrap(), "first put stores");
+    assert!(!store.put_component(&c).await.unwrap(), "second put is a no-op");
+    assert_eq!(store.component(&c.hash).await.unwrap(), Some(c));
+    assert_eq!(store.component(&component(2).hash).await.unwrap(), None);
+}
+
+pub(crate) async fn run_is_created_queued_and_read_back(store: Arc<dyn Store>) {
+    let run = queued(&*store, run_id(1)).await;
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.lease_epoch, 0);
+    assert_eq!((run.lease_owner.as_deref(), run.started_at, run.finished_at), (None, None, None));
+    assert_eq!(must_run(&*store, &run.id).await, run);
+    assert_eq!(store.run(&run_id(2)).await.unwrap(), None);
+}
+
+pub(crate) async fn run_needs_a_stored_component(store: Arc<dyn Store>) {
+    let missing = component(9);
+    assert_not_found(store.create_run(new_run(run_id(1), &missing, "report", None)).await);
+    assert_eq!(store.run(&run_id(1)).await.unwrap(), None);
+}
+
+pub(crate) async fn idempotency_key_returns_the_existing_run(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    let first = store.create_run(new_run(run_id(1), &c, "report", Some("week-7"))).await.unwrap();
+    let Created::New(first) = first else { panic!("first create must be new") };
+
+    let again = store.create_run(new_run(run_id(2), &c, "report", Some("week-7"))).await.unwrap();
+    assert_eq!(again, Created::Existing(first.clone()));
+    assert_eq!(store.run(&run_id(2)).await.unwrap(), None, "nothing was created");
+
+    // The key is per component; no key never deduplicates.
+    let other = store.create_run(new_run(run_id(3), &c, "invoice", Some("week-7"))).await.unwrap();
+    assert!(matches!(other, Created::New(_)));
+    for ms in [4, 5] {
+        let created = store.create_run(new_run(run_id(ms), &c, "report", None)).await.unwrap();
+        assert!(matches!(created, Created::New(_)));
+    }
+    // The existing run is returned as it is now, not as it was created.
+    store.claim(&first.id, "w1", TTL, T0).await.unwrap();
+    let again = store.create_run(new_run(run_id(6), &c, "report", Some("week-7"))).await.unwrap();
+    assert_eq!(again.run().status, RunStatus::Running);
+}
+
+pub(crate) async fn claim_bumps_the_epoch_and_starts_the_run(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    assert_eq!(lease, Lease { run_id: run.id, owner: "w1".into(), epoch: 1, expires_at: T0.plus(TTL) });
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!(stored.status, RunStatus::Running);
+    assert_eq!(stored.lease_owner.as_deref(), Some("w1"));
+    assert_eq!((stored.lease_epoch, stored.lease_expires_at), (1, Some(T0.plus(TTL))));
+    assert_eq!(stored.started_at, Some(T0));
+
+    // A takeover after expiry bumps again and keeps the first start time.
+    let later = at(60);
+    let taken = store.claim(&run.id, "w2", TTL, later).await.unwrap();
+    assert_eq!(taken.epoch, 2);
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.lease_owner.as_deref(), stored.started_at), (Some("w2"), Some(T0)));
+}
+
+pub(crate) async fn claim_of_a_live_lease_conflicts(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    assert_conflict(store.claim(&run.id, "w2", TTL, at(1)).await);
+    assert_conflict(store.claim(&run.id, "w1", TTL, at(1)).await);
+    // At the expiry instant the lease is still live.
+    assert_conflict(store.claim(&run.id, "w2", TTL, lease.expires_at).await);
+    assert_eq!(must_run(&*store, &run.id).await.lease_epoch, 1, "failed claims change nothing");
+}
+
+pub(crate) async fn claim_of_a_final_or_unknown_run_fails(store: Arc<dyn Store>) {
+    assert_not_found(store.claim(&run_id(7), "w1", TTL, T0).await);
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    store.finish(&lease, vec![], Outcome::Completed { output: "1".into() }, at(1)).await.unwrap();
+    assert_conflict(store.claim(&run.id, "w2", TTL, at(100)).await);
+}
+
+pub(crate) async fn heartbeat_extends_the_lease(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let renewed = store.heartbeat(&lease, TTL, at(20)).await.unwrap();
+    assert_eq!(renewed, Lease { expires_at: at(20).plus(TTL), ..lease.clone() });
+    assert_eq!(must_run(&*store, &run.id).await.lease_expires_at, Some(at(20).plus(TTL)));
+    // Past the first expiry but within the renewed one: still held.
+    assert_conflict(store.claim(&run.id, "w2", TTL, at(40)).await);
+    // The old lease value (same epoch) is still valid for writes.
+    store.append(&lease, vec![entry(run.id, 1, 1, 0)]).await.unwrap();
+}
+
+pub(crate) async fn expired_lease_is_taken_over_and_the_old_one_is_fenced(store: Arc<dyn Store>) {
+    let (run, old) = claimed(&*store, run_id(1)).await;
+    store.append(&old, vec![entry(run.id, 1, 1, 0)]).await.unwrap();
+
+    let new = store.claim(&run.id, "w2", TTL, at(31)).await.unwrap();
+    assert_eq!(new.epoch, 2);
+
+    assert_lease_lost(store.append(&old, vec![entry(run.id, 2, 1, 0)]).await, run.id, 1, 2);
+    assert_lease_lost(store.heartbeat(&old, TTL, at(32)).await, run.id, 1, 2);
+    let done = Outcome::Completed { output: "\"zombie\"".into() };
+    assert_lease_lost(store.finish(&old, vec![entry(run.id, 3, 1, 0)], done, at(33)).await, run.id, 1, 2);
+
+    let keys: Vec<EntryKey> = store.journal(&run.id).await.unwrap().iter().map(|e| e.key).collect();
+    assert_eq!(keys, [EntryKey::call(1, 1)], "the stale lease wrote nothing");
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.lease_owner.as_deref(), stored.lease_epoch), (RunStatus::Running, Some("w2"), 2));
+    assert_eq!(stored.output, None);
+
+    store.append(&new, vec![entry(run.id, 2, 1, 0)]).await.unwrap();
+    assert_eq!(store.journal(&run.id).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn journal_comes_in_key_order(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let id = run.id;
+    store.append(&lease, vec![entry(id, 2, 0, 0), entry(id, 1, 2, 0)]).await.unwrap();
+    store.append(&lease, vec![entry(id, 1, 1, 2), entry(id, 1, 1, 0), entry(id, 10, 1, 0)]).await.unwrap();
+    store.append(&lease, vec![entry(id, 1, 1, 1)]).await.unwrap();
+
+    let journal = store.journal(&id).await.unwrap();
+    let shown: Vec<String> = journal.iter().map(|e| e.key.to_string()).collect();
+    assert_eq!(shown, ["#1.1", "#1.1/1", "#1.1/2", "#1.2", "#2", "#10.1"]);
+    assert_eq!(journal[0], entry(id, 1, 1, 0), "entries read back unchanged");
+    assert!(store.journal(&run_id(9)).await.unwrap().is_empty());
+}
+
+pub(crate) async fn duplicate_entry_conflicts_and_writes_nothing(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let id = run.id;
+    store.append(&lease, vec![entry(id, 1, 1, 0)]).await.unwrap();
+
+    let mut changed = entry(id, 1, 1, 0);
+    changed.response = Some("\"different\"".into());
+    assert_conflict(store.append(&lease, vec![entry(id, 2, 1, 0), changed]).await);
+    // Two entries with one key in one call.
+    assert_conflict(store.append(&lease, vec![entry(id, 3, 1, 0), entry(id, 3, 1, 0)]).await);
+    // Finish with a duplicate records no outcome either.
+    let done = Outcome::Completed { output: "1".into() };
+    assert_conflict(store.finish(&lease, vec![entry(id, 1, 1, 0)], done, at(5)).await);
+
+    assert_eq!(store.journal(&id).await.unwrap(), [entry(id, 1, 1, 0)], "the original entry is unchanged");
+    assert_eq!(must_run(&*store, &id).await.status, RunStatus::Running);
+}
+
+pub(crate) async fn entry_of_another_run_is_refused(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let other = queued(&*store, run_id(2)).await;
+    assert_conflict(store.append(&lease, vec![entry(other.id, 1, 1, 0)]).await);
+    assert!(store.journal(&other.id).await.unwrap().is_empty());
+    assert!(store.journal(&run.id).await.unwrap().is_empty());
+}
+
+pub(crate) async fn finish_records_the_outcome_and_releases_the_lease(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let id = run.id;
+    store.append(&lease, vec![entry(id, 1, 1, 0)]).await.unwrap();
+    let output = r#"{"pdf":"s3://reports/42.pdf"}"#.to_owned();
+    store.finish(&lease, vec![entry(id, 2, 1, 0)], Outcome::Completed { output: output.clone() }, at(9)).await.unwrap();
+
+    let stored = must_run(&*store, &id).await;
+    assert_eq!(stored.status, RunStatus::Completed);
+    assert_eq!((stored.output, stored.error), (Some(output), None));
+    assert_eq!(stored.finished_at, Some(at(9)));
+    assert_eq!((stored.lease_owner, stored.lease_expires_at), (None, None), "lease released");
+    assert_eq!(stored.lease_epoch, 1, "epoch kept");
+    assert_eq!(store.journal(&id).await.unwrap().len(), 2);
+
+    // The released lease writes nothing more.
+    assert_conflict(store.append(&lease, vec![entry(id, 3, 1, 0)]).await);
+    assert_conflict(store.heartbeat(&lease, TTL, at(10)).await);
+    assert_conflict(store.finish(&lease, vec![], Outcome::Cancelled, at(11)).await);
+    assert_eq!(store.journal(&id).await.unwrap().len(), 2);
+    assert_eq!(must_run(&*store, &id).await.status, RunStatus::Completed);
+}
+
+pub(crate) async fn failed_and_cancelled_outcomes_are_recorded(store: Arc<dyn Store>) {
+    let (failed, lease) = claimed(&*store, run_id(1)).await;
+    let error = RunError { kind: RunErrorKind::FuelExhausted, message: "step `render` ran out of fuel".into() };
+    store.finish(&lease, vec![], Outcome::Failed { error: error.clone() }, at(3)).await.unwrap();
+    let stored = must_run(&*store, &failed.id).await;
+    assert_eq!((stored.status, stored.output, stored.error), (RunStatus::Failed, None, Some(error)));
+
+    let (cancelled, lease) = claimed(&*store, run_id(2)).await;
+    store.finish(&lease, vec![], Outcome::Cancelled, at(4)).await.unwrap();
+    let stored = must_run(&*store, &cancelled.id).await;
+    assert_eq!((stored.status, stored.finished_at), (RunStatus::Cancelled, Some(at(4))));
+}
+
+pub(crate) async fn list_runs_filters_and_paginates(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    // Runs 1..=6 of "report", 7..=9 of "invoice"; 2 and 8 completed.
+    for ms in 1..=9u64 {
+        let name = if ms <= 6 { "report" } else { "invoice" };
+        store.create_run(new_run(run_id(ms), &c, name, None)).await.unwrap();
+    }
+    for ms in [2, 8] {
+        let lease = store.claim(&run_id(ms), "w1", TTL, T0).await.unwrap();
+        store.finish(&lease, vec![], Outcome::Completed { output: "null".into() }, at(1)).await.unwrap();
+    }
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let list = |filter: RunFilter| {
+        let store = Arc::clone(&store);
+        async move { ids(store.list_runs(&filter).await.unwrap()) }
+    };
+
+    let all = list(RunFilter::default()).await;
+    assert_eq!(all, (1..=9).rev().map(run_id).collect::<Vec<_>>(), "newest first, limit 0 means the default");
+
+    let completed = list(RunFilter { status: Some(RunStatus::Completed), ..Default::default() }).await;
+    assert_eq!(completed, [run_id(8), run_id(2)]);
+
+    let invoices = list(RunFilter { component: Some("invoice".into()), ..Default::default() }).await;
+    assert_eq!(invoices, [run_id(9), run_id(8), run_id(7)]);
+
+    let both = RunFilter { status: Some(RunStatus::Queued), component: Some("report".into()), ..Default::default() };
+    assert_eq!(list(both).await, [6, 5, 4, 3, 1].map(run_id));
+
+    // Keyset pages of 4: 9 8 7 6 | 5 4 3 2 | 1.
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(RunFilter { before, limit: 4, ..Default::default() }).await;
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        before = Some(last);
+        pages.push(page);
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4, 4, 1]);
+    assert_eq!(pages.concat(), all);
+
+    let page = list(RunFilter { before: Some(run_id(8)), component: Some("invoice".into()), ..Default::default() });
+    assert_eq!(page.await, [run_id(7)]);
+    assert!(list(RunFilter { status: Some(RunStatus::Failed), ..Default::default() }).await.is_empty());
+}
+
+pub(crate) async fn concurrent_appends_all_land(store: Arc<dyn Store>) {
+    const RUNS: u64 = 20;
+    const PER_RUN: u32 = 10;
+    let mut leases = Vec::new();
+    for ms in 1..=RUNS {
+        leases.push(claimed(&*store, run_id(ms)).await.1);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for lease in &leases {
+        for seq in 1..=PER_RUN {
+            let (store, lease) = (Arc::clone(&store), lease.clone());
+            tasks.spawn(async move { store.append(&lease, vec![entry(lease.run_id, seq, 1, 0)]).await });
+        }
+    }
+    let mut landed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("append task").expect("append");
+        landed += 1;
+    }
+    assert_eq!(landed, RUNS * u64::from(PER_RUN));
+    for lease in &leases {
+        let seqs: Vec<u32> = store.journal(&lease.run_id).await.unwrap().iter().map(|e| e.key.seq).collect();
+        assert_eq!(seqs, (1..=PER_RUN).collect::<Vec<_>>());
+    }
+}
+
+pub(crate) async fn stale_write_fails_alone_in_its_batch(store: Arc<dyn Store>) {
+    let (a, stale) = claimed(&*store, run_id(1)).await;
+    let current = store.claim(&a.id, "w2", TTL, at(31)).await.unwrap();
+    let (b, other) = claimed(&*store, run_id(2)).await;
+    // Sent together so a group-committing backend is likely to put them in
+    // one transaction; the outcome must not depend on it.
+    let (lost, ok_a, ok_b, dup) = tokio::join!(
+        store.append(&stale, vec![entry(a.id, 1, 1, 0)]),
+        store.append(&current, vec![entry(a.id, 2, 1, 0)]),
+        store.append(&other, vec![entry(b.id, 1, 1, 0)]),
+        store.append(&other, vec![entry(b.id, 9, 1, 0), entry(b.id, 9, 1, 0)]),
+    );
+    assert_lease_lost(lost, a.id, 1, 2);
+    ok_a.unwrap();
+    ok_b.unwrap();
+    assert_conflict(dup);
+    let keys = |journal: Vec<Entry>| journal.iter().map(|e| e.key.seq).collect::<Vec<_>>();
+    assert_eq!(keys(store.journal(&a.id).await.unwrap()), [2]);
+    assert_eq!(keys(store.journal(&b.id).await.unwrap()), [1]);
+}

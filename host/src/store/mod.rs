@@ -1,0 +1,166 @@
+//! Durable state: components, runs, leases and journals.
+//!
+//! [`Store`] is the one contract every backend implements with the same
+//! behaviour: SQLite (embedded, the default) now, Postgres (many hosts)
+//! later. The engine and the scheduler see only this trait and the domain
+//! types; SQL never leaves a backend module.
+//!
+//! Invariants every backend keeps:
+//! - Journal entries are append-only; an entry, once written, never changes.
+//! - Every journal write and every run transition made by a worker carries
+//!   the [`Lease`] it holds. A write whose lease epoch is no longer the run's
+//!   current epoch writes nothing and fails with [`Error::LeaseLost`]
+//!   (fencing), so a stalled worker cannot write after its run moved on.
+//! - Journal writes of one process go through one writer that batches
+//!   concurrent commits into one transaction (group commit).
+//! - A run's idempotency key is unique per component: creating a second run
+//!   with the same key returns the first.
+
+pub mod sqlite;
+
+#[cfg(test)]
+mod contract;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{ComponentHash, Entry, Micros, NewRun, Run, RunError, RunId, RunStatus, World};
+
+/// What went wrong in the store, sorted by what the caller can do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller's lease on the run is gone: another worker claimed it, or
+    /// it expired. Nothing was written; stop working on the run.
+    #[error("lease on {run_id} lost: it is at epoch {current}, this worker holds epoch {held}")]
+    LeaseLost { run_id: RunId, held: i64, current: i64 },
+    /// The write contradicts what is stored (a journal entry that already
+    /// exists, a transition from a final state).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or is busy; retrying may help.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bad value in a column).
+    #[error("corrupt data in the store: {0}")]
+    Corrupt(String),
+    /// The database URL or configuration is wrong; fix it and start again.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else the database reported.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How hard the store works to keep a commit through a power cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Every commit group is fsynced before it is acknowledged (default).
+    #[default]
+    Fsync,
+    /// Commits reach the OS; a crash of the process loses nothing, a power
+    /// cut may lose the last moments.
+    Buffered,
+}
+
+/// A stored component: its bytes and the world it implements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Component {
+    pub hash: ComponentHash,
+    pub world: World,
+    pub bytes: Vec<u8>,
+    pub created_at: Micros,
+}
+
+/// A worker's claim on a run. Every write the worker makes for the run
+/// carries it; see the module docs on fencing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: RunId,
+    pub owner: String,
+    pub epoch: i64,
+    pub expires_at: Micros,
+}
+
+/// The result of [`Store::create_run`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Created {
+    /// A new run was created.
+    New(Run),
+    /// A run with the same idempotency key already existed; it is returned
+    /// unchanged and nothing was created.
+    Existing(Run),
+}
+
+impl Created {
+    pub fn run(&self) -> &Run {
+        match self {
+            Self::New(r) | Self::Existing(r) => r,
+        }
+    }
+}
+
+/// How a run ended, as a worker reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Completed { output: String },
+    Failed { error: RunError },
+    Cancelled,
+}
+
+/// Which runs to list. Runs come newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub component: Option<String>,
+    /// Only runs created before this one (keyset pagination).
+    pub before: Option<RunId>,
+    /// At most this many (the backend caps it at 1,000).
+    pub limit: u32,
+}
+
+/// The store contract. See the module docs for the invariants.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a component by hash. Returns false if it was already there
+    /// (same bytes, same hash: nothing changes).
+    async fn put_component(&self, component: &Component) -> Result<bool>;
+
+    /// The component with this hash, bytes included.
+    async fn component(&self, hash: &ComponentHash) -> Result<Option<Component>>;
+
+    /// Creates a queued run, or returns the existing run with the same
+    /// component and idempotency key.
+    async fn create_run(&self, run: NewRun) -> Result<Created>;
+
+    /// The run with this id.
+    async fn run(&self, id: &RunId) -> Result<Option<Run>>;
+
+    /// Runs matching the filter, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>>;
+
+    /// Claims a run that is queued, waiting, or running under an expired
+    /// lease: bumps its epoch, sets owner and expiry, marks it running.
+    /// Fails with `Conflict` if the run is final or leased by someone else.
+    async fn claim(&self, id: &RunId, owner: &str, ttl: Duration, now: Micros) -> Result<Lease>;
+
+    /// Extends a lease. Fails with `LeaseLost` if the epoch moved.
+    async fn heartbeat(&self, lease: &Lease, ttl: Duration, now: Micros) -> Result<Lease>;
+
+    /// Appends entries to the run's journal, fenced by the lease, through
+    /// the group-commit writer: returns once they are durable.
+    async fn append(&self, lease: &Lease, entries: Vec<Entry>) -> Result<()>;
+
+    /// Appends the last entries and records the outcome in one fenced
+    /// transaction; the lease is released.
+    async fn finish(&self, lease: &Lease, entries: Vec<Entry>, outcome: Outcome, now: Micros) -> Result<()>;
+
+    /// The run's journal in journal order.
+    async fn journal(&self, id: &RunId) -> Result<Vec<Entry>>;
+}

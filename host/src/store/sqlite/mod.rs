@@ -1,0 +1,297 @@
+//! The SQLite backend of [`Store`]: one file, embedded, the default.
+//!
+//! What it owns: the SQLite file (WAL mode), its schema (the migrations in
+//! `migrations/sqlite`, embedded in the binary and applied on open), one
+//! write connection and a small pool of read connections.
+//!
+//! Invariants:
+//! - Exactly one connection writes, owned by the writer task
+//!   ([`writer`]). Every mutating method goes through it. SQLite allows one
+//!   writer at a time anyway; one owner turns contention into a queue and
+//!   lets the writer commit many callers' writes in one transaction (group
+//!   commit): one fsync per batch instead of one per step.
+//! - Writes made under a lease are fenced inside that transaction: the
+//!   run's current epoch is checked before anything is written, under the
+//!   write lock, so a stale lease writes nothing ([`Error::LeaseLost`]).
+//!   Each operation runs under its own savepoint, so one failing operation
+//!   never takes the rest of its batch down.
+//! - Reads use the read pool and see the last committed state (WAL lets
+//!   them run while the writer commits).
+//! - All SQL is static text: statements are prepared once per connection
+//!   and cached.
+//!
+//! What it must not do: business rules (retries, scheduling) or anything
+//! Postgres-specific. Behaviour shared with other backends is pinned by
+//! the contract suite in `store/contract.rs`.
+
+mod ops;
+mod rows;
+mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection};
+
+use self::rows::{ComponentRow, EntryRow, RunRow, db_err, entry_columns, is_busy, run_columns};
+pub use self::writer::WriterStats;
+use self::writer::{Done, Op, Writer};
+use super::{Component, Created, Durability, Error, Lease, Outcome, Result, RunFilter, Store};
+use crate::domain::{ComponentHash, Entry, Micros, NewRun, Run, RunId};
+
+/// How long a statement waits for a lock held by another process before it
+/// fails with [`Error::Unavailable`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read connections. Reads are short; a few cover the dashboard, the CLI
+/// and the workers' replays.
+const READERS: u32 = 4;
+
+/// Runs listed when the filter asks for 0.
+const DEFAULT_LIMIT: u32 = 50;
+
+/// Most runs listed at once.
+const MAX_LIMIT: u32 = 1_000;
+
+/// Greater than every run id (`run_` + 26 Crockford base-32 digits, all
+/// below `~`): the keyset bound when the filter has no `before`.
+const AFTER_ALL_IDS: &str = "run_~";
+
+/// The store in a SQLite file.
+pub struct SqliteStore {
+    writer: Writer,
+    writer_task: tokio::task::JoinHandle<()>,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the store at `path_or_url`: a file
+    /// path (`./ferry.db`) or a SQLite URL (`sqlite://ferry.db`,
+    /// `sqlite:ferry.db?mode=rwc`). Applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the location cannot hold a store (a missing
+    /// folder, no permission, not a SQLite file, an in-memory URL, a schema
+    /// from a newer Ferry); [`Error::Unavailable`] when the file is locked
+    /// by another process past the busy timeout.
+    pub async fn open(path_or_url: &str, durability: Durability) -> Result<Self> {
+        let base = connect_options(path_or_url)?;
+        let synchronous = match durability {
+            Durability::Fsync => SqliteSynchronous::Full,
+            Durability::Buffered => SqliteSynchronous::Normal,
+        };
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let mut conn = SqliteConnection::connect_with(&write_options).await.map_err(|e| open_err(path_or_url, e))?;
+        migrate(&mut conn, path_or_url).await?;
+
+        // Readers open the file the writer just created and migrated.
+        let read_options = base.read_only(true).busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
+        let read = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            .connect_with(read_options)
+            .await
+            .map_err(|e| open_err(path_or_url, e))?;
+
+        let (writer, writer_task) = Writer::spawn(conn);
+        Ok(Self { writer, writer_task, read })
+    }
+
+    /// Counters of the group-commit writer.
+    pub fn writer_stats(&self) -> &WriterStats {
+        self.writer.stats()
+    }
+
+    /// Stops accepting writes, waits for the queued ones to commit, and
+    /// closes every connection.
+    pub async fn close(self) {
+        let Self { writer, writer_task, read } = self;
+        drop(writer);
+        if let Err(err) = writer_task.await {
+            tracing::warn!(error = %err, "the store's writer task ended abnormally");
+        }
+        read.close().await;
+    }
+
+    async fn write(&self, op: Op) -> Result<Done> {
+        self.writer.submit(op).await
+    }
+}
+
+/// Parses a path or a `sqlite:` URL into connect options.
+fn connect_options(path_or_url: &str) -> Result<SqliteConnectOptions> {
+    if path_or_url.contains(":memory:") || path_or_url.contains("mode=memory") {
+        return Err(Error::Config(format!(
+            "cannot open the store at {path_or_url}: an in-memory database is not supported \
+             (the writer and the readers need to share one file); give a file path"
+        )));
+    }
+    if path_or_url.trim().is_empty() {
+        return Err(Error::Config("cannot open the store: the database path is empty".into()));
+    }
+    if path_or_url.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(path_or_url)
+            .map_err(|e| Error::Config(format!("cannot open the store at {path_or_url}: {e}")))
+    } else {
+        Ok(SqliteConnectOptions::new().filename(path_or_url))
+    }
+}
+
+fn open_err(path: &str, err: sqlx::Error) -> Error {
+    if is_busy(&err) {
+        Error::Unavailable(format!("cannot open the store at {path}: {err}"))
+    } else {
+        Error::Config(format!("cannot open the store at {path}: {err}"))
+    }
+}
+
+async fn migrate(conn: &mut SqliteConnection, path: &str) -> Result<()> {
+    // `sqlx::migrate!` lives behind sqlx's `macros` feature, which this crate
+    // does not enable; the proc macro it forwards to is the same one.
+    let migrator = sqlx::sqlx_macros::migrate!("../migrations/sqlite");
+    migrator.run(&mut *conn).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(inner) if is_busy(&inner) => {
+            Error::Unavailable(format!("cannot migrate the store at {path}: {inner}"))
+        }
+        other => Error::Config(format!("cannot migrate the store at {path}: {other}")),
+    })
+}
+
+fn unexpected(what: &str) -> Error {
+    Error::Database(format!("the store's writer answered a {what} with the wrong kind of result").into())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_component(&self, component: &Component) -> Result<bool> {
+        match self.write(Op::PutComponent(component.clone())).await? {
+            Done::Inserted(new) => Ok(new),
+            _ => Err(unexpected("put_component")),
+        }
+    }
+
+    async fn component(&self, hash: &ComponentHash) -> Result<Option<Component>> {
+        let row: Option<ComponentRow> =
+            sqlx::query_as("SELECT hash, world, bytes, size, created_at FROM components WHERE hash = ?")
+                .bind(hash.as_str())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_err)?;
+        row.map(Component::try_from).transpose()
+    }
+
+    async fn create_run(&self, run: NewRun) -> Result<Created> {
+        match self.write(Op::CreateRun(run)).await? {
+            Done::Created(created) => Ok(*created),
+            _ => Err(unexpected("create_run")),
+        }
+    }
+
+    async fn run(&self, id: &RunId) -> Result<Option<Run>> {
+        let row: Option<RunRow> = sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)?;
+        row.map(Run::try_from).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let before = filter.before.map_or_else(|| AFTER_ALL_IDS.to_owned(), |id| id.to_string());
+        // One static statement per filter shape, so each can use its index.
+        let query = match (filter.status, filter.component.as_deref()) {
+            (None, None) => sqlx::query_as::<_, RunRow>(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?"
+            )),
+            (Some(status), None) => sqlx::query_as(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE status = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            ))
+            .bind(status.as_str()),
+            (None, Some(component)) => sqlx::query_as(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE component = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            ))
+            .bind(component),
+            (Some(status), Some(component)) => sqlx::query_as(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE status = ? AND component = ? AND id < ? ORDER BY id DESC LIMIT ?"
+            ))
+            .bind(status.as_str())
+            .bind(component),
+        };
+        let rows = query.bind(before).bind(i64::from(limit)).fetch_all(&self.read).await.map_err(db_err)?;
+        rows.into_iter().map(Run::try_from).collect()
+    }
+
+    async fn claim(&self, id: &RunId, owner: &str, ttl: Duration, now: Micros) -> Result<Lease> {
+        match self.write(Op::Claim { id: *id, owner: owner.to_owned(), ttl, now }).await? {
+            Done::Lease(lease) => Ok(lease),
+            _ => Err(unexpected("claim")),
+        }
+    }
+
+    async fn heartbeat(&self, lease: &Lease, ttl: Duration, now: Micros) -> Result<Lease> {
+        match self.write(Op::Heartbeat { lease: lease.clone(), ttl, now }).await? {
+            Done::Lease(lease) => Ok(lease),
+            _ => Err(unexpected("heartbeat")),
+        }
+    }
+
+    async fn append(&self, lease: &Lease, entries: Vec<Entry>) -> Result<()> {
+        match self.write(Op::Append { lease: lease.clone(), entries }).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("append")),
+        }
+    }
+
+    async fn finish(&self, lease: &Lease, entries: Vec<Entry>, outcome: Outcome, now: Micros) -> Result<()> {
+        match self.write(Op::Finish { lease: lease.clone(), entries, outcome, now }).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("finish")),
+        }
+    }
+
+    async fn journal(&self, id: &RunId) -> Result<Vec<Entry>> {
+        let rows: Vec<EntryRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM journal WHERE run_id = ? ORDER BY seq, attempt, child"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(Entry::try_from).collect()
+    }
+}
+
+/// A fresh store in a temporary folder, for the contract suite.
+#[cfg(test)]
+pub(crate) async fn test_harness() -> Option<super::contract::Harness> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("ferry.db");
+    let path = path.to_str().expect("a UTF-8 temporary path").to_owned();
+    let store = SqliteStore::open(&path, Durability::Buffered).await.expect("open the store");
+    Some(super::contract::Harness::new(std::sync::Arc::new(store), dir))
+}
+
+#[cfg(test)]
+mod tests;

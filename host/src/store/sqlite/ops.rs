@@ -1,0 +1,262 @@
+//! The SQL of each write operation, run by the writer inside the batch
+//! transaction (see [`super::writer`]).
+//!
+//! Each function gets the writer's connection with the batch transaction
+//! open (`BEGIN IMMEDIATE`, so the write lock is held and nothing, not even
+//! another process, can change a row between a check and a write) and a
+//! savepoint around the operation: an `Err` returned here rolls back
+//! exactly this operation's writes and leaves the rest of the batch alone.
+//!
+//! Fencing is check-then-write: [`fence`] reads the run's epoch and status,
+//! and the writes follow only if the caller's lease is still the current
+//! one. All SQL is `&'static str`, prepared once and cached by the
+//! connection.
+
+use std::time::Duration;
+
+use sqlx::SqliteConnection;
+
+use super::rows::{RunRow, db_err, fuel_to_sql, is_foreign_key_violation, is_unique_violation, run_columns};
+use crate::domain::{Entry, Micros, NewRun, Run, RunId, RunStatus};
+use crate::store::{Component, Created, Error, Lease, Outcome, Result};
+
+/// Stores a component unless its hash is already there.
+pub(super) async fn put_component(conn: &mut SqliteConnection, c: &Component) -> Result<bool> {
+    let size = i64::try_from(c.bytes.len()).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "INSERT INTO components (hash, world, bytes, size, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(c.hash.as_str())
+    .bind(c.world.as_str())
+    .bind(c.bytes.as_slice())
+    .bind(size)
+    .bind(c.created_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Creates a queued run, or returns the run that already has its
+/// idempotency key.
+pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<Created> {
+    if let Some(key) = &run.idempotency_key {
+        let existing: Option<RunRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE component = ? AND idempotency_key = ?"
+        ))
+        .bind(run.component.as_str())
+        .bind(key.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = existing {
+            return Ok(Created::Existing(row.try_into()?));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO runs (id, kind, component, component_hash, input, status, idempotency_key, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id.to_string())
+    .bind(run.kind.as_str())
+    .bind(run.component.as_str())
+    .bind(run.component_hash.as_str())
+    .bind(run.input.as_str())
+    .bind(RunStatus::Queued.as_str())
+    .bind(run.idempotency_key.as_deref())
+    .bind(run.created_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::Conflict(format!("a run with id {} already exists", run.id))
+        } else if is_foreign_key_violation(&e) {
+            let hash = &run.component_hash;
+            Error::NotFound(format!("component {hash} (store it before creating runs of it)"))
+        } else {
+            db_err(e)
+        }
+    })?;
+    Ok(Created::New(Run {
+        id: run.id,
+        kind: run.kind,
+        component: run.component,
+        component_hash: run.component_hash,
+        input: run.input,
+        status: RunStatus::Queued,
+        output: None,
+        error: None,
+        idempotency_key: run.idempotency_key,
+        created_at: run.created_at,
+        started_at: None,
+        finished_at: None,
+        lease_owner: None,
+        lease_epoch: 0,
+        lease_expires_at: None,
+    }))
+}
+
+/// Claims a run: one conditional update that bumps the epoch; when it
+/// matches nothing, a read says why.
+pub(super) async fn claim(
+    conn: &mut SqliteConnection,
+    id: &RunId,
+    owner: &str,
+    ttl: Duration,
+    now: Micros,
+) -> Result<Lease> {
+    let expires_at = now.plus(ttl);
+    let epoch: Option<i64> = sqlx::query_scalar(
+        "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
+         lease_expires_at = ?, started_at = COALESCE(started_at, ?) \
+         WHERE id = ? AND (status IN ('queued', 'waiting') \
+            OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?))) \
+         RETURNING lease_epoch",
+    )
+    .bind(owner)
+    .bind(expires_at.0)
+    .bind(now.0)
+    .bind(id.to_string())
+    .bind(now.0)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    if let Some(epoch) = epoch {
+        return Ok(Lease { run_id: *id, owner: owner.to_owned(), epoch, expires_at });
+    }
+
+    let row: Option<(String, Option<String>, Option<i64>)> =
+        sqlx::query_as("SELECT status, lease_owner, lease_expires_at FROM runs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    let Some((status, holder, expiry)) = row else {
+        return Err(Error::NotFound(format!("run {id}")));
+    };
+    let status: RunStatus =
+        status.parse().map_err(|_| Error::Corrupt(format!("run {id}: bad value `{status}` in column status")))?;
+    if status.is_final() {
+        return Err(Error::Conflict(format!("run {id} is {status}; a finished run cannot be claimed")));
+    }
+    Err(Error::Conflict(format!(
+        "run {id} is leased by {} until {}",
+        holder.as_deref().unwrap_or("another worker"),
+        expiry.map_or_else(|| "further notice".to_owned(), |t| Micros(t).to_string()),
+    )))
+}
+
+/// Extends a live lease.
+pub(super) async fn heartbeat(conn: &mut SqliteConnection, lease: &Lease, ttl: Duration, now: Micros) -> Result<Lease> {
+    fence(conn, lease).await?;
+    let expires_at = now.plus(ttl);
+    sqlx::query("UPDATE runs SET lease_expires_at = ? WHERE id = ?")
+        .bind(expires_at.0)
+        .bind(lease.run_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(Lease { expires_at, ..lease.clone() })
+}
+
+/// Appends journal entries under a lease.
+pub(super) async fn append(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry]) -> Result<()> {
+    fence(conn, lease).await?;
+    insert_entries(conn, lease, entries).await
+}
+
+/// Appends the last entries, records the outcome and releases the lease.
+pub(super) async fn finish(
+    conn: &mut SqliteConnection,
+    lease: &Lease,
+    entries: &[Entry],
+    outcome: &Outcome,
+    now: Micros,
+) -> Result<()> {
+    fence(conn, lease).await?;
+    insert_entries(conn, lease, entries).await?;
+    let (status, output, error) = match outcome {
+        Outcome::Completed { output } => (RunStatus::Completed, Some(output.as_str()), None),
+        Outcome::Failed { error } => (RunStatus::Failed, None, Some(error)),
+        Outcome::Cancelled => (RunStatus::Cancelled, None, None),
+    };
+    sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error_kind = ?, error_message = ?, \
+         finished_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(output)
+    .bind(error.map(|e| e.kind.as_str()))
+    .bind(error.map(|e| e.message.as_str()))
+    .bind(now.0)
+    .bind(lease.run_id.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Checks that `lease` is still the run's current lease: the run exists,
+/// its epoch is the lease's, and it is running (not finished and released).
+async fn fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
+    let id = &lease.run_id;
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT status, lease_epoch FROM runs WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some((status, current)) = row else {
+        return Err(Error::NotFound(format!("run {id}")));
+    };
+    if current != lease.epoch {
+        return Err(Error::LeaseLost { run_id: *id, held: lease.epoch, current });
+    }
+    if status != RunStatus::Running.as_str() {
+        return Err(Error::Conflict(format!("run {id} is {status}: it is no longer leased to {}", lease.owner)));
+    }
+    Ok(())
+}
+
+async fn insert_entries(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry]) -> Result<()> {
+    for e in entries {
+        if e.run_id != lease.run_id {
+            return Err(Error::Conflict(format!(
+                "journal entry {} belongs to run {}, not to {} whose lease was given",
+                e.key, e.run_id, lease.run_id
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO journal (run_id, seq, attempt, child, kind, name, request, request_hash, \
+             response, status, error, started_at, finished_at, fuel) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.run_id.to_string())
+        .bind(i64::from(e.key.seq))
+        .bind(i64::from(e.key.attempt))
+        .bind(i64::from(e.key.child))
+        .bind(e.kind.as_str())
+        .bind(e.name.as_str())
+        .bind(e.request.as_str())
+        .bind(e.request_hash.as_str())
+        .bind(e.response.as_deref())
+        .bind(e.status.as_str())
+        .bind(e.error.as_deref())
+        .bind(e.started_at.0)
+        .bind(e.finished_at.0)
+        .bind(fuel_to_sql(e.fuel))
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                let (key, run) = (e.key, e.run_id);
+                Error::Conflict(format!("journal entry {key} of run {run} already exists"))
+            } else {
+                db_err(err)
+            }
+        })?;
+    }
+    Ok(())
+}

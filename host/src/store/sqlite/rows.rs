@@ -1,0 +1,380 @@
+//! Rows as SQLite returns them, their conversion to domain types, and the
+//! mapping of sqlx errors to [`store::Error`](crate::store::Error).
+//!
+//! Row structs stay private to the backend. Every conversion checks what
+//! the schema cannot (known enum values, integers in range) and reports a
+//! bad value as [`Error::Corrupt`] naming the row and the column, so a bad
+//! row never turns into a panic or a silently wrong value.
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use crate::domain::{ComponentHash, Entry, EntryKey, EntryStatus, Micros, Run, RunError, RunErrorKind, World};
+use crate::store::{Component, Error};
+
+/// The columns of [`RunRow`], in a literal so queries stay `&'static str`
+/// (prepared once per connection and cached).
+macro_rules! run_columns {
+    () => {
+        "id, kind, component, component_hash, input, status, output, error_kind, error_message, \
+         idempotency_key, created_at, started_at, finished_at, lease_owner, lease_epoch, \
+         lease_expires_at"
+    };
+}
+
+/// The columns of [`EntryRow`].
+macro_rules! entry_columns {
+    () => {
+        "run_id, seq, attempt, child, kind, name, request, request_hash, response, status, error, \
+         started_at, finished_at, fuel"
+    };
+}
+
+pub(super) use {entry_columns, run_columns};
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ComponentRow {
+    hash: String,
+    world: String,
+    bytes: Vec<u8>,
+    size: i64,
+    created_at: i64,
+}
+
+impl TryFrom<ComponentRow> for Component {
+    type Error = Error;
+
+    fn try_from(row: ComponentRow) -> Result<Self, Error> {
+        let what = || format!("component {}", row.hash);
+        let hash: ComponentHash = parse(&row.hash, &what, "hash")?;
+        let world: World = parse(&row.world, &what, "world")?;
+        if usize::try_from(row.size).ok() != Some(row.bytes.len()) {
+            return Err(Error::Corrupt(format!(
+                "{}: size says {} bytes, {} are stored",
+                what(),
+                row.size,
+                row.bytes.len()
+            )));
+        }
+        Ok(Component { hash, world, bytes: row.bytes, created_at: Micros(row.created_at) })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RunRow {
+    id: String,
+    kind: String,
+    component: String,
+    component_hash: String,
+    input: String,
+    status: String,
+    output: Option<String>,
+    error_kind: Option<String>,
+    error_message: Option<String>,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    lease_owner: Option<String>,
+    lease_epoch: i64,
+    lease_expires_at: Option<i64>,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = Error;
+
+    fn try_from(row: RunRow) -> Result<Self, Error> {
+        let what = || format!("run {}", row.id);
+        let error = match (row.error_kind.as_deref(), row.error_message) {
+            (None, None) => None,
+            (Some(kind), message) => Some(RunError {
+                kind: parse_error_kind(kind).ok_or_else(|| bad_value(&what(), "error_kind", kind))?,
+                message: message.unwrap_or_default(),
+            }),
+            (None, Some(_)) => {
+                return Err(Error::Corrupt(format!("{}: error_message is set but error_kind is not", what())));
+            }
+        };
+        Ok(Run {
+            id: parse(&row.id, &what, "id")?,
+            kind: parse(&row.kind, &what, "kind")?,
+            component: row.component,
+            component_hash: parse(&row.component_hash, &what, "component_hash")?,
+            input: row.input,
+            status: parse(&row.status, &what, "status")?,
+            output: row.output,
+            error,
+            idempotency_key: row.idempotency_key,
+            created_at: Micros(row.created_at),
+            started_at: row.started_at.map(Micros),
+            finished_at: row.finished_at.map(Micros),
+            lease_owner: row.lease_owner,
+            lease_epoch: row.lease_epoch,
+            lease_expires_at: row.lease_expires_at.map(Micros),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EntryRow {
+    run_id: String,
+    seq: i64,
+    attempt: i64,
+    child: i64,
+    kind: String,
+    name: String,
+    request: String,
+    request_hash: String,
+    response: Option<String>,
+    status: String,
+    error: Option<String>,
+    started_at: i64,
+    finished_at: i64,
+    fuel: Option<i64>,
+}
+
+impl TryFrom<EntryRow> for Entry {
+    type Error = Error;
+
+    fn try_from(row: EntryRow) -> Result<Self, Error> {
+        let what = || format!("journal entry ({}, {}, {}) of {}", row.seq, row.attempt, row.child, row.run_id);
+        let index = |value: i64, column: &str| u32::try_from(value).map_err(|_| bad_value(&what(), column, value));
+        Ok(Entry {
+            run_id: parse(&row.run_id, &what, "run_id")?,
+            key: EntryKey {
+                seq: index(row.seq, "seq")?,
+                attempt: index(row.attempt, "attempt")?,
+                child: index(row.child, "child")?,
+            },
+            kind: parse(&row.kind, &what, "kind")?,
+            name: row.name,
+            request: row.request,
+            request_hash: row.request_hash,
+            response: row.response,
+            status: parse::<EntryStatus>(&row.status, &what, "status")?,
+            error: row.error,
+            started_at: Micros(row.started_at),
+            finished_at: Micros(row.finished_at),
+            fuel: row.fuel.map(|f| u64::try_from(f).map_err(|_| bad_value(&what(), "fuel", f))).transpose()?,
+        })
+    }
+}
+
+/// Fuel as stored: SQL integers are signed; a count past `i64::MAX` (never
+/// reached in practice) is stored as `i64::MAX` rather than refused.
+pub(super) fn fuel_to_sql(fuel: Option<u64>) -> Option<i64> {
+    fuel.map(|f| i64::try_from(f).unwrap_or(i64::MAX))
+}
+
+/// Every [`RunErrorKind`], to parse the stored text back (the domain type
+/// has `as_str` but no `FromStr`).
+const ERROR_KINDS: [RunErrorKind; 11] = [
+    RunErrorKind::Retryable,
+    RunErrorKind::Fatal,
+    RunErrorKind::Trap,
+    RunErrorKind::FuelExhausted,
+    RunErrorKind::MemoryLimit,
+    RunErrorKind::Timeout,
+    RunErrorKind::OutputTooLarge,
+    RunErrorKind::InvalidJson,
+    RunErrorKind::Nondeterministic,
+    RunErrorKind::Cancelled,
+    RunErrorKind::Host,
+];
+
+fn parse_error_kind(text: &str) -> Option<RunErrorKind> {
+    ERROR_KINDS.into_iter().find(|k| k.as_str() == text)
+}
+
+fn parse<T: FromStr>(text: &str, what: &dyn Fn() -> String, column: &str) -> Result<T, Error> {
+    text.parse().map_err(|_| bad_value(&what(), column, text))
+}
+
+fn bad_value(what: &str, column: &str, value: impl Display) -> Error {
+    let shown: String = value.to_string().chars().take(80).collect();
+    Error::Corrupt(format!("{what}: bad value `{shown}` in column {column}"))
+}
+
+/// SQLite primary result codes that mean "try again later" or "the disk is
+/// in trouble": busy, locked, I/O error, disk full, cannot open.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_IOERR: i64 = 10;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
+const SQLITE_CANTOPEN: i64 = 14;
+const SQLITE_NOTADB: i64 = 26;
+
+/// The primary SQLite result code of a database error (extended codes carry
+/// it in their low byte).
+fn primary_code(err: &sqlx::Error) -> Option<i64> {
+    let code = err.as_database_error()?.code()?;
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
+
+/// Whether another connection holds the lock the statement needed, past
+/// the busy timeout.
+pub(super) fn is_busy(err: &sqlx::Error) -> bool {
+    matches!(primary_code(err), Some(SQLITE_BUSY | SQLITE_LOCKED))
+}
+
+/// Maps a sqlx error to the store error the caller can act on.
+pub(super) fn db_err(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Database(_) => match primary_code(&err) {
+            Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
+                Error::Unavailable(err.to_string())
+            }
+            Some(SQLITE_CORRUPT | SQLITE_NOTADB) => Error::Corrupt(err.to_string()),
+            _ => Error::Database(Box::new(err)),
+        },
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            Error::Unavailable(err.to_string())
+        }
+        sqlx::Error::Configuration(_) => Error::Config(err.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            Error::Corrupt(err.to_string())
+        }
+        _ => Error::Database(Box::new(err)),
+    }
+}
+
+/// Whether the error is a UNIQUE or PRIMARY KEY violation.
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error().map(|e| e.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Whether the error is a FOREIGN KEY violation.
+pub(super) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error().map(|e| e.kind()) == Some(sqlx::error::ErrorKind::ForeignKeyViolation)
+}
+
+/// A copy of an error, for when one failure (a failed commit) must be
+/// reported to every writer of a batch. Same variant, same text.
+pub(super) fn replicate(err: &Error) -> Error {
+    match err {
+        Error::NotFound(s) => Error::NotFound(s.clone()),
+        Error::LeaseLost { run_id, held, current } => {
+            Error::LeaseLost { run_id: *run_id, held: *held, current: *current }
+        }
+        Error::Conflict(s) => Error::Conflict(s.clone()),
+        Error::Unavailable(s) => Error::Unavailable(s.clone()),
+        Error::Corrupt(s) => Error::Corrupt(s.clone()),
+        Error::Config(s) => Error::Config(s.clone()),
+        Error::Database(e) => Error::Database(e.to_string().into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EntryKind, RunId, RunStatus};
+
+    fn run_row() -> RunRow {
+        RunRow {
+            id: RunId::new().to_string(),
+            kind: "workflow".into(),
+            component: "report".into(),
+            component_hash: ComponentHash::of(b"x").to_string(),
+            input: "{}".into(),
+            status: "failed".into(),
+            output: None,
+            error_kind: Some("fuel-exhausted".into()),
+            error_message: Some("out of fuel".into()),
+            idempotency_key: None,
+            created_at: 1,
+            started_at: Some(2),
+            finished_at: Some(3),
+            lease_owner: None,
+            lease_epoch: 4,
+            lease_expires_at: None,
+        }
+    }
+
+    fn entry_row() -> EntryRow {
+        EntryRow {
+            run_id: RunId::new().to_string(),
+            seq: 1,
+            attempt: 2,
+            child: 3,
+            kind: "http".into(),
+            name: "GET example.com".into(),
+            request: "{}".into(),
+            request_hash: Entry::hash_request("{}"),
+            response: Some("{}".into()),
+            status: "ok".into(),
+            error: None,
+            started_at: 10,
+            finished_at: 11,
+            fuel: Some(7),
+        }
+    }
+
+    fn corrupt_mentions(result: Result<impl std::fmt::Debug, Error>, column: &str) {
+        match result {
+            Err(Error::Corrupt(msg)) => assert!(msg.contains(column), "{msg}"),
+            other => panic!("expected Corrupt naming {column}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn run_row_converts_with_its_error() {
+        let run = Run::try_from(run_row()).unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.error, Some(RunError { kind: RunErrorKind::FuelExhausted, message: "out of fuel".into() }));
+        assert_eq!(run.lease_epoch, 4);
+        assert_eq!(run.finished_at, Some(Micros(3)));
+    }
+
+    #[test]
+    fn every_error_kind_round_trips() {
+        for kind in ERROR_KINDS {
+            assert_eq!(parse_error_kind(kind.as_str()), Some(kind));
+        }
+        assert_eq!(parse_error_kind("gremlins"), None);
+    }
+
+    #[test]
+    fn bad_run_values_are_corrupt() {
+        corrupt_mentions(Run::try_from(RunRow { status: "done".into(), ..run_row() }), "status");
+        corrupt_mentions(Run::try_from(RunRow { id: "42".into(), ..run_row() }), "id");
+        corrupt_mentions(Run::try_from(RunRow { kind: "daemon".into(), ..run_row() }), "kind");
+        corrupt_mentions(Run::try_from(RunRow { component_hash: "abc".into(), ..run_row() }), "component_hash");
+        corrupt_mentions(Run::try_from(RunRow { error_kind: Some("gremlins".into()), ..run_row() }), "error_kind");
+        corrupt_mentions(Run::try_from(RunRow { error_kind: None, ..run_row() }), "error_kind");
+    }
+
+    #[test]
+    fn entry_row_converts_and_rejects_out_of_range_numbers() {
+        let entry = Entry::try_from(entry_row()).unwrap();
+        assert_eq!(entry.key, EntryKey { seq: 1, attempt: 2, child: 3 });
+        assert_eq!(entry.kind, EntryKind::Http);
+        assert_eq!(entry.fuel, Some(7));
+        corrupt_mentions(Entry::try_from(EntryRow { seq: -1, ..entry_row() }), "seq");
+        corrupt_mentions(Entry::try_from(EntryRow { child: 1 << 40, ..entry_row() }), "child");
+        corrupt_mentions(Entry::try_from(EntryRow { fuel: Some(-5), ..entry_row() }), "fuel");
+        corrupt_mentions(Entry::try_from(EntryRow { kind: "teleport".into(), ..entry_row() }), "kind");
+        corrupt_mentions(Entry::try_from(EntryRow { status: "meh".into(), ..entry_row() }), "status");
+    }
+
+    #[test]
+    fn component_size_must_match_bytes() {
+        let row = || ComponentRow {
+            hash: ComponentHash::of(b"abc").to_string(),
+            world: "step".into(),
+            bytes: b"abc".to_vec(),
+            size: 3,
+            created_at: 0,
+        };
+        assert_eq!(Component::try_from(row()).unwrap().world, World::Step);
+        assert!(matches!(Component::try_from(ComponentRow { size: 4, ..row() }), Err(Error::Corrupt(_))));
+        corrupt_mentions(Component::try_from(ComponentRow { world: "job".into(), ..row() }), "world");
+    }
+
+    #[test]
+    fn fuel_past_i64_saturates() {
+        assert_eq!(fuel_to_sql(Some(u64::MAX)), Some(i64::MAX));
+        assert_eq!(fuel_to_sql(Some(5)), Some(5));
+        assert_eq!(fuel_to_sql(None), None);
+    }
+}

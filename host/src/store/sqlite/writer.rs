@@ -1,0 +1,189 @@
+//! The single writer: one task, one connection, group commit.
+//!
+//! Every write of the store becomes an [`Op`] sent to the writer task with a
+//! oneshot for its answer. The task takes everything pending (up to
+//! [`MAX_BATCH`] operations), runs it in one `BEGIN IMMEDIATE` transaction
+//! with a savepoint per operation, commits once, and only then answers each
+//! operation. One commit (one fsync with `synchronous=FULL`) thus serves
+//! every writer that arrived while the previous commit was in flight.
+//!
+//! Per operation: an error rolls back to the operation's savepoint, so a
+//! fenced-out append (`LeaseLost`) or a duplicate entry (`Conflict`) writes
+//! nothing while the other operations of the batch still commit. If the
+//! batch itself fails (begin, a savepoint, the commit), every operation of
+//! the batch gets the error and nothing of the batch is kept.
+//!
+//! An operation whose caller stopped waiting is still applied: the caller
+//! cannot know whether it was, exactly as with a lost network reply.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::ops;
+use super::rows::{db_err, replicate};
+use crate::domain::{Entry, Micros, NewRun, RunId};
+use crate::store::{Component, Created, Error, Lease, Outcome, Result};
+
+/// Most operations committed in one transaction. Bounds how long a commit
+/// holds the write lock and how long the first writer of a batch waits.
+pub(super) const MAX_BATCH: usize = 512;
+
+/// Operations that may wait for the writer before senders are slowed down.
+const QUEUE: usize = 4096;
+
+/// One write.
+pub(super) enum Op {
+    PutComponent(Component),
+    CreateRun(NewRun),
+    Claim { id: RunId, owner: String, ttl: Duration, now: Micros },
+    Heartbeat { lease: Lease, ttl: Duration, now: Micros },
+    Append { lease: Lease, entries: Vec<Entry> },
+    Finish { lease: Lease, entries: Vec<Entry>, outcome: Outcome, now: Micros },
+}
+
+/// What a write answers.
+pub(super) enum Done {
+    Inserted(bool),
+    Created(Box<Created>),
+    Lease(Lease),
+    Written,
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Done>>,
+}
+
+/// Counters of the writer, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    batches: AtomicU64,
+    ops: AtomicU64,
+}
+
+impl WriterStats {
+    /// Transactions committed (or attempted) by the writer.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Operations the writer ran.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+}
+
+/// The handle through which the store sends writes.
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writer task, which owns `conn` until every handle is
+    /// dropped; it then finishes what is queued and closes the connection.
+    pub(super) fn spawn(conn: SqliteConnection) -> (Self, tokio::task::JoinHandle<()>) {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(WriterStats::default());
+        let task = tokio::spawn(run(conn, rx, Arc::clone(&stats)));
+        (Self { jobs, stats }, task)
+    }
+
+    pub(super) fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Sends one write and waits until its batch is committed.
+    pub(super) async fn submit(&self, op: Op) -> Result<Done> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?;
+        answer.await.map_err(|_| Error::Unavailable("the store's writer stopped before answering".into()))?
+    }
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+        match commit_batch(&mut conn, ops).await {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // The caller may have stopped waiting; nothing to do then.
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, ops = replies.len(), "store write batch failed");
+                for reply in replies {
+                    let _ = reply.send(Err(replicate(&err)));
+                }
+            }
+        }
+    }
+    if let Err(err) = conn.close().await {
+        tracing::warn!(error = %err, "closing the store's write connection failed");
+    }
+}
+
+/// Runs the operations in one transaction, each under its own savepoint.
+/// `Err` means the transaction failed and nothing of the batch is kept.
+async fn commit_batch(conn: &mut SqliteConnection, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let mut savepoint = tx.begin().await.map_err(db_err)?;
+        let result = apply(&mut savepoint, op).await;
+        match result {
+            Ok(done) => {
+                savepoint.commit().await.map_err(db_err)?;
+                results.push(Ok(done));
+            }
+            Err(err) => {
+                savepoint.rollback().await.map_err(db_err)?;
+                // On some errors (I/O, disk full) SQLite rolls back the whole
+                // transaction by itself, and sqlx then reports the rollback
+                // to the savepoint as done. The operations before this one
+                // are lost with it: the batch must fail, not carry on in
+                // autocommit mode and acknowledge them.
+                if !tx.is_in_transaction() {
+                    return Err(match err {
+                        Error::Unavailable(_) | Error::Database(_) | Error::Corrupt(_) => err,
+                        other => Error::Unavailable(format!("the write transaction was rolled back: {other}")),
+                    });
+                }
+                results.push(Err(err));
+            }
+        }
+    }
+    if !tx.is_in_transaction() {
+        return Err(Error::Unavailable("the write transaction was rolled back before its commit".into()));
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(results)
+}
+
+async fn apply(conn: &mut SqliteConnection, op: Op) -> Result<Done> {
+    Ok(match op {
+        Op::PutComponent(c) => Done::Inserted(ops::put_component(conn, &c).await?),
+        Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run).await?)),
+        Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now).await?),
+        Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now).await?),
+        Op::Append { lease, entries } => {
+            ops::append(conn, &lease, &entries).await?;
+            Done::Written
+        }
+        Op::Finish { lease, entries, outcome, now } => {
+            ops::finish(conn, &lease, &entries, &outcome, now).await?;
+            Done::Written
+        }
+    })
+}

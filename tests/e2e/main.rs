@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `ferry` binary running real components built
+//! from `steps/` in the test setup.
+//!
+//! One test binary (this file and its modules) so the guests are built
+//! once per run; see `support::guests`.
+
+mod support;
+
+mod cli;
+mod limits;
+mod sandbox;
