@@ -55,3 +55,39 @@ fn show_of_an_unknown_run_says_so() {
     let out = sb.ferry(&["show", "nonsense"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a run id"));
 }
+
+#[test]
+fn compiled_components_are_cached_by_content_hash() {
+    let sb = Sandbox::new();
+    let cache = sb.dir.path().join("cache");
+    let echo = guest("echo");
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&echo).unwrap_or_default()))
+    };
+    let run = |cache: &std::path::Path| {
+        std::process::Command::new(crate::support::ferry_bin())
+            .arg("exec")
+            .arg(&echo)
+            .args(["--input", "{}", "--db"])
+            .arg(sb.db())
+            .arg("--cache-dir")
+            .arg(cache)
+            .output()
+            .unwrap_or_else(|e| panic!("run ferry: {e}"))
+    };
+    assert!(run(&cache).status.success());
+    // One folder per engine configuration, one artifact per component hash.
+    let artifacts: Vec<std::path::PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten().map(|e| e.path()))
+        .collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!(artifacts[0].file_name().and_then(|n| n.to_str()), Some(format!("{hash}.cwasm").as_str()));
+    // A corrupted artifact is ignored and rebuilt, never trusted.
+    std::fs::write(&artifacts[0], b"garbage").unwrap_or_default();
+    assert!(run(&cache).status.success());
+    assert!(std::fs::read(&artifacts[0]).map(|b| b.len() > 1000).unwrap_or(false));
+}

@@ -36,26 +36,48 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(d) => d,
         None => find_steps_dir()?,
     };
+    let (out_dir, components) = build_steps(&dir, args.target_dir.as_deref(), args.debug, &args.package).await?;
+    if args.json {
+        let doc: Vec<_> = components
+            .iter()
+            .map(|c| serde_json::json!({"name": c.name, "path": c.path, "bytes": c.size, "sha256": c.hash}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{} components in {}", components.len(), out_dir.display());
+        for c in &components {
+            println!("  {:<20} {:>10}  sha256:{}  {}", c.name, bytes(c.size), c.hash.short(), c.path.display());
+        }
+        let example = components.first().map_or("FILE.wasm".into(), |c| c.path.display().to_string());
+        println!("run one with: ferry exec {example} --input '{{}}'");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `cargo build` for the steps workspace in `dir` and lists the
+/// components it produced. Cargo's progress goes to stderr.
+pub async fn build_steps(
+    dir: &Path,
+    target_dir: Option<&Path>,
+    debug: bool,
+    packages: &[String],
+) -> anyhow::Result<(PathBuf, Vec<Built>)> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
         bail!("{} has no Cargo.toml: point --dir at the Cargo workspace of your steps", dir.display());
     }
-    let target_dir = args.target_dir.clone().unwrap_or_else(|| dir.join("target"));
-    let profile = if args.debug { "debug" } else { "release" };
+    let target_dir = target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
+    let profile = if debug { "debug" } else { "release" };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("build").arg("--target").arg(TARGET).arg("--manifest-path").arg(&manifest);
     cmd.arg("--target-dir").arg(&target_dir);
-    if !args.debug {
+    if !debug {
         cmd.arg("--release");
     }
-    for p in &args.package {
+    for p in packages {
         cmd.arg("-p").arg(p);
     }
-    if args.json {
-        cmd.arg("--message-format").arg("short");
-    }
-    // Cargo's progress goes to our stderr: a long build shows it is alive.
-    cmd.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+    cmd.current_dir(dir).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
         cmd.env_remove(var);
     }
@@ -69,30 +91,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let out_dir = target_dir.join(TARGET).join(profile);
     let components = list_components(&out_dir)?;
-    if args.json {
-        let doc: Vec<_> = components
-            .iter()
-            .map(|c| serde_json::json!({"name": c.name, "path": c.path, "bytes": c.size, "sha256": c.hash}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("{} components in {}", components.len(), out_dir.display());
-        for c in &components {
-            println!("  {:<20} {:>10}  sha256:{}  {}", c.name, bytes(c.size), c.hash.short(), c.path.display());
-        }
-        println!(
-            "run one with: ferry exec {} --input '{{}}'",
-            components.first().map_or("FILE.wasm".into(), |c| c.path.display().to_string())
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok((out_dir, components))
 }
 
-struct Built {
-    name: String,
-    path: PathBuf,
-    size: u64,
-    hash: ComponentHash,
+/// A component `cargo build` produced.
+pub struct Built {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub hash: ComponentHash,
 }
 
 /// The `.wasm` components (not core modules) in Cargo's output folder.
@@ -116,7 +123,7 @@ fn list_components(dir: &Path) -> anyhow::Result<Vec<Built>> {
 }
 
 /// `steps/` in the working folder or the nearest parent that has one.
-fn find_steps_dir() -> anyhow::Result<PathBuf> {
+pub fn find_steps_dir() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
     for dir in cwd.ancestors() {
         let candidate = dir.join("steps");

@@ -2,6 +2,7 @@
 //! in `main.rs` only.
 
 mod build;
+mod demo;
 mod exec;
 mod format;
 mod show;
@@ -51,6 +52,8 @@ impl StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build the example steps and run them: the first thing to try.
+    Demo(demo::Args),
     /// Compile the step crates in `steps/` to components.
     Build(build::Args),
     /// Run one step component in-process, journaled in the store.
@@ -63,6 +66,7 @@ impl Cli {
     /// Runs the command; the exit code says how it went.
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
         match self.command {
+            Command::Demo(args) => demo::run(args).await,
             Command::Build(args) => build::run(args).await,
             Command::Exec(args) => exec::run(args).await,
             Command::Show(args) => show::run(args).await,

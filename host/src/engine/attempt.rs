@@ -161,6 +161,16 @@ fn check_output(step: &str, output: String, cap: u64) -> Result<String, RunError
     }
 }
 
+/// The message of a Rust panic in the guest's stderr: the text after the
+/// `panicked at FILE:LINE:COL:` line.
+fn panic_message(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    lines.find(|l| l.contains("panicked at "))?;
+    let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
+    let message = message.join("\n");
+    (!message.trim().is_empty()).then(|| message.trim().to_owned())
+}
+
 /// Turns a wasmtime error into a failure people can act on.
 fn classify_failure(
     step: &str,
@@ -189,9 +199,12 @@ fn classify_failure(
             ),
         },
         Some(trap) => {
-            let mut message = format!("step `{step}` trapped: {trap}");
             let said = String::from_utf8_lossy(stderr);
             let said = said.trim();
+            let mut message = match panic_message(said) {
+                Some(panic) => format!("step `{step}` panicked: {panic} ({trap})"),
+                None => format!("step `{step}` trapped: {trap}"),
+            };
             if !said.is_empty() {
                 message.push_str("\nguest stderr:\n");
                 message.push_str(said);
@@ -242,5 +255,24 @@ impl Engine {
         store.set_fuel(u64::MAX / 2)?;
         let step = loaded.pre.instantiate_async(&mut store).await?;
         Ok(LiveInstance { store, step })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_lifted_from_stderr() {
+        let stderr = "thread '<unnamed>' (1) panicked at src/lib.rs:11:5:\nboom: x\nnote: run with `RUST_BACKTRACE=1`";
+        assert_eq!(panic_message(stderr).as_deref(), Some("boom: x"));
+        assert_eq!(panic_message("just noise"), None);
+    }
+
+    #[test]
+    fn outputs_must_be_small_json() {
+        assert!(check_output("s", "{\"a\":1}".into(), 100).is_ok());
+        assert_eq!(check_output("s", "not json".into(), 100).unwrap_err().kind, RunErrorKind::InvalidJson);
+        assert_eq!(check_output("s", "[1,2,3]".into(), 3).unwrap_err().kind, RunErrorKind::OutputTooLarge);
     }
 }
