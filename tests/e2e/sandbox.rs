@@ -100,3 +100,16 @@ fn secrets_reach_the_guest_but_never_the_journal() {
     let db = std::fs::read(sb.db()).unwrap_or_default();
     assert!(!db.windows(15).any(|w| w == b"s3cr3t-value-42"), "the secret leaked into the store file");
 }
+
+#[test]
+fn the_sandbox_denies_files_environment_and_sockets() {
+    let sb = Sandbox::new();
+    let (code, out) = sb.exec("sandbox-probe", "null", &[]);
+    assert_eq!(code, 0, "{out}");
+    let report = &out["output"];
+    for probe in ["read_root", "read_etc_passwd", "write_file", "tcp_connect"] {
+        assert!(report[probe].as_str().unwrap_or_default().starts_with("denied"), "{probe} was not denied: {report}");
+    }
+    assert_eq!(report["env_vars"], 0, "no environment is inherited: {report}");
+    assert_eq!(report["args"], 0, "no arguments are passed: {report}");
+}

@@ -131,6 +131,20 @@ pub enum RunErrorKind {
 }
 
 impl RunErrorKind {
+    const ALL: [Self; 11] = [
+        Self::Retryable,
+        Self::Fatal,
+        Self::Trap,
+        Self::FuelExhausted,
+        Self::MemoryLimit,
+        Self::Timeout,
+        Self::OutputTooLarge,
+        Self::InvalidJson,
+        Self::Nondeterministic,
+        Self::Cancelled,
+        Self::Host,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Retryable => "retryable",
@@ -151,6 +165,14 @@ impl RunErrorKind {
 impl fmt::Display for RunErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunErrorKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown error kind `{s}`"))
     }
 }
 
@@ -216,5 +238,9 @@ mod tests {
         assert!(RunStatus::Failed.is_final());
         assert!(!RunStatus::Waiting.is_final());
         assert!("done".parse::<RunStatus>().unwrap_err().contains("expected"));
+        for kind in RunErrorKind::ALL {
+            assert_eq!(kind.as_str().parse::<RunErrorKind>(), Ok(kind));
+        }
+        assert!("gremlins".parse::<RunErrorKind>().is_err());
     }
 }
