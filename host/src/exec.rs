@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::domain::{Entry, Limits, Micros, NewRun, Run, RunId, World};
 use crate::engine::{AllowList, Engine, LoadError, Secrets, StepCall};
 use crate::store::{self, Component, Created, Outcome, Store};
+use crate::workflow::Until;
 
 /// How long a claimed run stays ours without a heartbeat.
 pub const LEASE_TTL: Duration = Duration::from_secs(60);
@@ -135,6 +136,56 @@ impl Host {
         self.store.finish(&lease, entries, outcome, Micros::now()).await?;
         let run = self.store.run(&run.id).await?.ok_or_else(|| store::Error::NotFound(format!("run {}", run.id)))?;
         Ok(Report { run, executed: true, fuel, entries: count, duration })
+    }
+}
+
+impl Host {
+    /// Starts a workflow run of `bytes` on `input` and executes it (and any
+    /// other ready run in the store) with `worker` until it is final, or,
+    /// with `detach`, until it is parked.
+    pub async fn exec_workflow(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        input: &str,
+        opts: ExecOptions,
+        worker: &crate::workflow::Worker,
+        detach: bool,
+    ) -> Result<Report, ExecError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
+        let loaded = self.engine.load(bytes).await?;
+        self.store
+            .put_component(&Component {
+                hash: loaded.hash.clone(),
+                world: loaded.world,
+                bytes: bytes.to_vec(),
+                created_at: Micros::now(),
+            })
+            .await?;
+        let created = self
+            .store
+            .create_run(NewRun {
+                id: RunId::new(),
+                kind: loaded.world,
+                component: name.to_owned(),
+                component_hash: loaded.hash.clone(),
+                input: input.to_owned(),
+                idempotency_key: opts.idempotency_key.clone(),
+                created_at: Micros::now(),
+            })
+            .await?;
+        let executed = matches!(created, Created::New(_));
+        let id = created.run().id;
+        let started = std::time::Instant::now();
+        if executed {
+            let until = if detach { Until::Settled(id) } else { Until::Final(id) };
+            worker.run(until).await?;
+        }
+        let duration = started.elapsed();
+        let run = self.store.run(&id).await?.ok_or_else(|| store::Error::NotFound(format!("run {id}")))?;
+        let journal = self.store.journal(&id).await?;
+        let fuel = journal.iter().filter_map(|e| e.fuel).sum();
+        Ok(Report { run, executed, fuel, entries: journal.len(), duration })
     }
 }
 

@@ -6,3 +6,4 @@ pub mod engine;
 pub mod exec;
 pub mod store;
 pub mod telemetry;
+pub mod workflow;

@@ -9,3 +9,4 @@ mod support;
 mod cli;
 mod limits;
 mod sandbox;
+mod workflows;

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::response::IntoResponse;
+
 use serde_json::Value;
 
 /// The repository root.
@@ -38,7 +40,7 @@ pub fn guests() -> &'static Path {
             String::from_utf8_lossy(&out.stderr)
         );
         let listed: Value = serde_json::from_slice(&out.stdout).expect("ferry build --json prints JSON");
-        assert!(listed.as_array().is_some_and(|a| a.len() >= 9), "expected every step to be built: {listed}");
+        assert!(listed.as_array().is_some_and(|a| a.len() >= 17), "expected every step to be built: {listed}");
         target.join("wasm32-wasip2").join("release")
     })
 }
@@ -65,18 +67,30 @@ impl Sandbox {
         self.dir.path().join("ferry.db")
     }
 
-    /// `ferry ARGS` in the scratch folder, on its store.
-    pub fn ferry(&self, args: &[&str]) -> Output {
-        Command::new(ferry_bin())
-            .args(args)
+    /// `ferry ARGS` in the scratch folder, on its store, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.args(args)
             .arg("--db")
             .arg(self.db())
             .arg("--cache-dir")
             .arg(root().join("target").join("e2e-cache"))
             .current_dir(self.dir.path())
-            .env_remove("FERRY_LOG")
-            .output()
-            .expect("run ferry")
+            .env_remove("FERRY_LOG");
+        cmd
+    }
+
+    /// `ferry ARGS` in the scratch folder, on its store.
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ferry")
+    }
+
+    /// `ferry exec WORKFLOW --input INPUT --json --steps-dir GUESTS EXTRA…`.
+    pub fn run_workflow(&self, workflow: &str, input: &str, extra: &[&str]) -> (i32, Value) {
+        let dir = guests().to_str().expect("utf-8 path").to_owned();
+        let mut args = vec!["--steps-dir", dir.as_str()];
+        args.extend_from_slice(extra);
+        self.exec(workflow, input, &args)
     }
 
     /// `ferry exec GUEST --input INPUT --json EXTRA…`: exit code and the
@@ -110,31 +124,52 @@ pub fn entries<'a>(shown: &'a Value, kind: &str) -> Vec<&'a Value> {
     shown["journal"].as_array().expect("journal array").iter().filter(|e| e["kind"] == kind).collect()
 }
 
+/// What the test server saw: every request's path and headers.
+pub type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
+
 /// An HTTP server on 127.0.0.1 that counts requests and remembers them.
+///
+/// - `GET /json`: a small JSON document; `POST /echo`: returns the body.
+/// - `POST /count/{tag}`: counts calls per tag, returns `{"tag", "count"}`;
+///   while `tag` is the gate (see [`TestServer::hold`]) the request waits.
+/// - `GET /flaky/{key}?fail=N`: 503 for the first N calls per key, then 200.
+/// - `GET /slow?ms=M`: answers after M ms.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub hits: Arc<AtomicUsize>,
-    pub seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    pub seen: Seen,
+    pub counts: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+    gate: Arc<Mutex<Option<String>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl TestServer {
-    /// Serves `GET /json` (a small JSON document) and `POST /echo`.
     pub fn start() -> Self {
+        use axum::extract::{Path as UrlPath, Query};
         use axum::routing::{get, post};
+        use std::collections::HashMap;
         let runtime =
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let hits = Arc::new(AtomicUsize::new(0));
-        let seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
+        let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let gate: Arc<Mutex<Option<String>>> = Arc::default();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let (h, s) = (hits.clone(), seen.clone());
-        let record = move |path: &str, headers: &axum::http::HeaderMap| {
+        let record = Arc::new(move |path: &str, headers: &axum::http::HeaderMap| {
             h.fetch_add(1, Ordering::SeqCst);
             let hs = headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
             s.lock().expect("lock").push((path.to_owned(), hs));
+        });
+        let bump = |counts: &Mutex<HashMap<String, u64>>, key: String| -> u64 {
+            let mut c = counts.lock().expect("lock");
+            let n = c.entry(key).or_insert(0);
+            *n += 1;
+            *n
         };
-        let r1 = record.clone();
+        let (r1, r2, r3, r4, r5) = (record.clone(), record.clone(), record.clone(), record.clone(), record);
+        let (c1, c2, g1) = (counts.clone(), counts.clone(), gate.clone());
         let app = axum::Router::new()
             .route(
                 "/json",
@@ -146,14 +181,49 @@ impl TestServer {
             .route(
                 "/echo",
                 post(move |headers: axum::http::HeaderMap, body: String| async move {
-                    record("/echo", &headers);
+                    r2("/echo", &headers);
                     body
+                }),
+            )
+            .route(
+                "/count/{tag}",
+                post(move |UrlPath(tag): UrlPath<String>, headers: axum::http::HeaderMap| async move {
+                    r3(&format!("/count/{tag}"), &headers);
+                    while g1.lock().expect("lock").as_deref() == Some(tag.as_str()) {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    let n = bump(&c1, tag.clone());
+                    axum::Json(serde_json::json!({"tag": tag, "count": n}))
+                }),
+            )
+            .route(
+                "/flaky/{key}",
+                get(
+                    move |UrlPath(key): UrlPath<String>,
+                          Query(q): Query<HashMap<String, u64>>,
+                          headers: axum::http::HeaderMap| async move {
+                        r4(&format!("/flaky/{key}"), &headers);
+                        let n = bump(&c2, format!("flaky:{key}"));
+                        if n <= q.get("fail").copied().unwrap_or(0) {
+                            return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
+                        }
+                        axum::Json(serde_json::json!({"key": key, "calls": n})).into_response()
+                    },
+                ),
+            )
+            .route(
+                "/slow",
+                get(move |Query(q): Query<HashMap<String, u64>>, headers: axum::http::HeaderMap| async move {
+                    r5("/slow", &headers);
+                    let ms = q.get("ms").copied().unwrap_or(0);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    axum::Json(serde_json::json!({"slept": ms}))
                 }),
             );
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, hits, seen, _runtime: runtime }
+        Self { addr, hits, seen, counts, gate, _runtime: runtime }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -162,5 +232,36 @@ impl TestServer {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// How many times `/count/{tag}` completed (or `flaky:{key}` was called).
+    pub fn count(&self, key: &str) -> u64 {
+        self.counts.lock().map(|c| c.get(key).copied().unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Makes `/count/{tag}` requests wait until [`TestServer::release`].
+    pub fn hold(&self, tag: &str) {
+        *self.gate.lock().expect("lock") = Some(tag.to_owned());
+    }
+
+    pub fn release(&self) {
+        *self.gate.lock().expect("lock") = None;
+    }
+
+    /// Requests seen whose path is `path`.
+    pub fn requests_to(&self, path: &str) -> Vec<Vec<(String, String)>> {
+        self.seen
+            .lock()
+            .map(|s| s.iter().filter(|(p, _)| p == path).map(|(_, h)| h.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits until `cond` holds, failing the test after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::StoreArgs;
 use super::format::{duration, parse_bytes, parse_duration, thousands};
-use crate::domain::{Limits, RunStatus};
+use super::{StoreArgs, WorkerArgs};
+use crate::domain::{Limits, RunStatus, World};
 use crate::engine::{AllowList, Secrets};
 use crate::exec::{ExecOptions, Host};
 
@@ -22,10 +22,6 @@ pub struct Args {
     /// The name the run is recorded under (default: the file's name).
     #[arg(long)]
     name: Option<String>,
-    /// A host the step may reach over HTTP (repeatable): `api.example.com`,
-    /// `127.0.0.1:8080`, `*.example.com`.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    allow_hosts: Vec<String>,
     /// Fuel budget of the attempt (about one unit per wasm instruction).
     #[arg(long)]
     fuel: Option<u64>,
@@ -44,6 +40,12 @@ pub struct Args {
     /// Print one JSON object for programs instead of text.
     #[arg(long)]
     json: bool,
+    /// Workflows: return as soon as the run is parked (sleeping or waiting
+    /// for an event) instead of waiting for it to finish.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    worker: WorkerArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -65,8 +67,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open_store().await?;
     let engine = args.store.engine()?;
     let host = Host::new(store, engine, Secrets::from_env());
-    let opts = ExecOptions { limits, allow: AllowList::new(args.allow_hosts), idempotency_key: args.idempotency_key };
-    let report = host.exec_step(&bytes, &name, &input, opts).await?;
+    let allow = AllowList::new(args.worker.allow_hosts.iter().cloned());
+    let opts = ExecOptions { limits, allow, idempotency_key: args.idempotency_key };
+    let world = host.engine.load(&bytes).await.map_err(crate::exec::ExecError::from)?.world;
+    let report = match world {
+        World::Step => host.exec_step(&bytes, &name, &input, opts).await?,
+        World::Workflow => {
+            let worker = args.worker.worker(&host, opts.clone())?;
+            host.exec_workflow(&bytes, &name, &input, opts, &worker, args.detach).await?
+        }
+    };
     let run = &report.run;
     let ok = run.status == RunStatus::Completed;
 
@@ -77,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "step": run.component,
             "status": run.status,
             "executed": report.executed,
+            "kind": run.kind,
             "output": output,
             "error": run.error,
             "duration_us": u64::try_from(report.duration.as_micros()).unwrap_or(u64::MAX),
@@ -94,7 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(e) => format!("{} ({})", run.status, e.kind),
             None => run.status.to_string(),
         };
-        eprintln!("{mark} {status}  {}  step {}", run.id, run.component);
+        eprintln!("{mark} {status}  {}  {} {}", run.id, run.kind, run.component);
         if !report.executed {
             eprintln!("  an earlier run has this idempotency key: it was returned, not run again");
         }
@@ -111,7 +122,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             run.id
         );
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let parked = run.status == RunStatus::Waiting;
+    Ok(if ok || parked { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The input text: literal JSON, `@FILE`, or `-` for standard input.

@@ -3,9 +3,12 @@
 
 mod build;
 mod demo;
+mod events;
 mod exec;
 mod format;
+mod runs;
 mod show;
+mod work;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,8 +61,16 @@ enum Command {
     Build(build::Args),
     /// Run one step component in-process, journaled in the store.
     Exec(exec::Args),
+    /// List runs, newest first.
+    Runs(runs::Args),
     /// Show a run and its journal as a timeline.
     Show(show::Args),
+    /// Execute the ready runs in the store: resume, wake, retry.
+    Work(work::Args),
+    /// Send an event: wakes the runs waiting for it.
+    SendEvent(events::SendArgs),
+    /// Cancel a run that is queued, running or waiting.
+    Cancel(events::CancelArgs),
 }
 
 impl Cli {
@@ -69,7 +80,66 @@ impl Cli {
             Command::Demo(args) => demo::run(args).await,
             Command::Build(args) => build::run(args).await,
             Command::Exec(args) => exec::run(args).await,
+            Command::Runs(args) => runs::run(args).await,
             Command::Show(args) => show::run(args).await,
+            Command::Work(args) => work::run(args).await,
+            Command::SendEvent(args) => events::send(args).await,
+            Command::Cancel(args) => events::cancel(args).await,
         }
+    }
+}
+
+/// Options of every command that executes workflows.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Binds a step name a workflow calls to a component (repeatable):
+    /// `--step pull-source=target/pull_source.wasm`.
+    #[arg(long = "step", value_name = "NAME=FILE", value_parser = crate::workflow::StepResolver::parse_binding)]
+    steps: Vec<(String, PathBuf)>,
+    /// A folder of step components named `<name>.wasm` (repeatable;
+    /// default: the output folder of `ferry build`).
+    #[arg(long = "steps-dir", value_name = "DIR")]
+    steps_dirs: Vec<PathBuf>,
+    /// A host steps may reach over HTTP (repeatable): `api.example.com`,
+    /// `127.0.0.1:8080`, `*.example.com`.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Attempts per step call unless the workflow says otherwise (retries
+    /// back off exponentially with jitter).
+    #[arg(long, default_value_t = crate::domain::RetryPolicy::default().max_attempts)]
+    max_attempts: u32,
+    /// Runs executed at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// How long a claimed run stays this process's without a heartbeat;
+    /// after a crash, another process takes the run over once it expires.
+    #[arg(long, value_parser = format::parse_duration, default_value = "10s")]
+    lease_ttl: std::time::Duration,
+}
+
+impl WorkerArgs {
+    /// A worker over `host`'s store and engine.
+    fn worker(
+        &self,
+        host: &crate::exec::Host,
+        opts: crate::exec::ExecOptions,
+    ) -> anyhow::Result<crate::workflow::Worker> {
+        use crate::workflow::{RunPolicy, StepResolver, Worker, WorkerConfig};
+        let dirs = if self.steps_dirs.is_empty() { StepResolver::default_dirs() } else { self.steps_dirs.clone() };
+        let resolver =
+            StepResolver::new(host.engine.clone(), host.store.clone(), self.steps.iter().cloned().collect(), dirs);
+        let retry = crate::domain::RetryPolicy { max_attempts: self.max_attempts.max(1), ..Default::default() };
+        let policy = RunPolicy { retry, limits: opts.limits, allow: opts.allow, ..RunPolicy::default() };
+        let ttl = self.lease_ttl.max(std::time::Duration::from_millis(500));
+        let config = WorkerConfig {
+            owner: host.owner.clone(),
+            max_runs: self.concurrency.max(1),
+            lease_ttl: ttl,
+            heartbeat: (ttl / 4).min(std::time::Duration::from_secs(2)),
+            policy,
+            ..WorkerConfig::default()
+        };
+        Worker::new(host.store.clone(), host.engine.clone(), Arc::new(resolver), host.secrets.clone(), config)
+            .map_err(anyhow::Error::msg)
     }
 }

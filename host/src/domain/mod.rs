@@ -12,5 +12,5 @@ mod time;
 pub use ids::{ComponentHash, ParseIdError, RunId};
 pub use journal::{Entry, EntryKey, EntryKind, EntryStatus, REDACTED};
 pub use limits::{Limits, RetryPolicy};
-pub use run::{NewRun, Run, RunError, RunErrorKind, RunKind, RunStatus, World};
+pub use run::{Event, NewRun, Run, RunError, RunErrorKind, RunKind, RunStatus, World};
 pub use time::Micros;

@@ -224,6 +224,11 @@ pub struct Run {
     /// Bumped on every claim; journal writes carry it (fencing).
     pub lease_epoch: i64,
     pub lease_expires_at: Option<Micros>,
+    /// While waiting: when the run wakes by itself (a timer, a backoff, an
+    /// event wait's deadline); none waits for an event only.
+    pub wake_at: Option<Micros>,
+    /// While waiting: the name of the event that wakes it early.
+    pub waiting_on: Option<String>,
 }
 
 #[cfg(test)]
@@ -243,4 +248,17 @@ mod tests {
         }
         assert!("gremlins".parse::<RunErrorKind>().is_err());
     }
+}
+
+/// An event sent to the host (`ferry send-event NAME --data JSON`). Events
+/// are kept; a run waiting for an event takes the first matching one sent
+/// since the run was created that it has not taken before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increasing in the order events were stored.
+    pub id: i64,
+    pub name: String,
+    /// JSON text.
+    pub data: String,
+    pub created_at: Micros,
 }

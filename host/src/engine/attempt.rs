@@ -75,7 +75,10 @@ impl Engine {
             Err(e) => Ok(Err(e)),
             Ok(()) => {
                 let run = async {
-                    let instance = loaded.pre.instantiate_async(&mut store).await?;
+                    let Some(pre) = loaded.step_pre() else {
+                        wasmtime::bail!("`{}` is a workflow, not a step", call.step);
+                    };
+                    let instance = pre.instantiate_async(&mut store).await?;
                     instance.call_run(&mut store, &call.input).await
                 };
                 tokio::time::timeout(limits.timeout, run).await
@@ -253,7 +256,8 @@ impl Engine {
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         store.set_epoch_deadline(1);
         store.set_fuel(u64::MAX / 2)?;
-        let step = loaded.pre.instantiate_async(&mut store).await?;
+        let pre = loaded.step_pre().ok_or_else(|| wasmtime::format_err!("not a step"))?;
+        let step = pre.instantiate_async(&mut store).await?;
         Ok(LiveInstance { store, step })
     }
 }

@@ -15,4 +15,20 @@ pub mod step {
     });
 }
 
+/// World `ferry:runtime/workflow`; the shared interfaces are the step
+/// world's, so one `context` implementation serves both.
+pub mod workflow {
+    wasmtime::component::bindgen!({
+        path: "../wit/runtime@0.1.0",
+        world: "ferry:runtime/workflow",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "ferry:runtime/types": super::step::ferry::runtime::types,
+            "ferry:runtime/context": super::step::ferry::runtime::context,
+        },
+    });
+}
+
 pub use step::ferry::runtime::{context, http, types};
+pub use workflow::ferry::runtime::orchestration;

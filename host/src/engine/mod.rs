@@ -21,7 +21,7 @@ mod host;
 pub mod http;
 pub mod recorder;
 pub mod secrets;
-mod sources;
+pub mod sources;
 pub mod state;
 
 use std::collections::HashMap;
@@ -80,11 +80,35 @@ pub enum StartError {
     Http(String),
 }
 
-/// A component ready to run: compiled, checked, linked.
+/// A component ready to run: compiled, checked, and for steps linked.
 pub struct Loaded {
     pub hash: ComponentHash,
     pub world: World,
-    pre: StepPre<StepState>,
+    kind: LoadedKind,
+}
+
+enum LoadedKind {
+    Step(StepPre<StepState>),
+    /// Workflows are linked by the workflow executor, which owns the
+    /// orchestration interface.
+    Workflow(wasmtime::component::Component),
+}
+
+impl Loaded {
+    /// The compiled component of a workflow (none for a step).
+    pub fn workflow_component(&self) -> Option<&wasmtime::component::Component> {
+        match &self.kind {
+            LoadedKind::Workflow(c) => Some(c),
+            LoadedKind::Step(_) => None,
+        }
+    }
+
+    fn step_pre(&self) -> Option<&StepPre<StepState>> {
+        match &self.kind {
+            LoadedKind::Step(p) => Some(p),
+            LoadedKind::Workflow(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Loaded {
@@ -135,8 +159,11 @@ impl Engine {
 
         let mut step_linker = Linker::<StepState>::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_async(&mut step_linker).map_err(wasm_err)?;
-        bindings::step::Step::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s)
+        bindings::types::add_to_linker::<StepState, HasSelf<state::Context>>(&mut step_linker, |s| &mut s.ctx)
             .map_err(wasm_err)?;
+        bindings::context::add_to_linker::<StepState, HasSelf<state::Context>>(&mut step_linker, |s| &mut s.ctx)
+            .map_err(wasm_err)?;
+        bindings::http::add_to_linker::<StepState, HasSelf<StepState>>(&mut step_linker, |s| s).map_err(wasm_err)?;
 
         let http_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -159,6 +186,16 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The wasmtime engine, for the workflow executor's own linker.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.wasmtime
+    }
+
+    /// The instant host monotonic clocks count from.
+    pub fn origin(&self) -> Instant {
+        self.origin
     }
 
     /// Checks, compiles (or loads from the cache) and links a component.
@@ -187,23 +224,19 @@ impl Engine {
             }
         };
         let world = component::classify(&self.wasmtime, &compiled)?;
-        let pre = match world {
+        let kind = match world {
             World::Step => {
                 let instance_pre =
                     self.step_linker.instantiate_pre(&compiled).map_err(|e| LoadError::WrongWorld(format!("{e:#}")))?;
-                StepPre::new(instance_pre).map_err(|e| {
+                LoadedKind::Step(StepPre::new(instance_pre).map_err(|e| {
                     LoadError::WrongWorld(format!(
                         "the export `run` does not have the step signature `run: func(input: string) -> result<string, step-error>`: {e:#}"
                     ))
-                })?
+                })?)
             }
-            World::Workflow => {
-                return Err(LoadError::WrongWorld(
-                    "this is a workflow component (it imports ferry:runtime/orchestration); this host runs steps only so far".into(),
-                ));
-            }
+            World::Workflow => LoadedKind::Workflow(compiled),
         };
-        let loaded = Arc::new(Loaded { hash: hash.clone(), world, pre });
+        let loaded = Arc::new(Loaded { hash: hash.clone(), world, kind });
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(hash, loaded.clone());
         Ok(loaded)
     }

@@ -12,7 +12,6 @@
 //! then traps, so a replay stops exactly where the guest departed from its
 //! history.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{Entry, EntryKey, EntryKind, EntryStatus, Micros, RunId};
@@ -63,17 +62,27 @@ pub enum Begun {
     Diverged(Divergence),
 }
 
-enum Mode {
-    Live,
-    Replay(VecDeque<Entry>),
+/// Whose calls a recorder numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// The host calls of one step attempt: keys `(seq, attempt, 1..)`.
+    Attempt { seq: u32, attempt: u32 },
+    /// The calls of a workflow: keys `(0.., 0, 0)`; step calls take a `seq`
+    /// too (see [`Recorder::take_seq`]) and keep their own attempts under it.
+    Workflow,
 }
 
 struct Inner {
     run_id: RunId,
-    seq: u32,
-    attempt: u32,
-    next_child: u32,
-    mode: Mode,
+    scope: Scope,
+    /// The next child (attempt scope) or seq (workflow scope) to hand out.
+    next: u32,
+    /// Recorded entries by child or seq, for calls that already happened.
+    recorded: std::collections::BTreeMap<u32, Vec<Entry>>,
+    /// Offline replay: a call past the end of the record is a divergence.
+    /// Otherwise (resuming a run) calls past the record run live.
+    strict: bool,
+    /// Entries recorded live (and, in strict replay, the ones matched).
     entries: Vec<Entry>,
     divergence: Option<Divergence>,
     /// Secret values this attempt read: redacted wherever they show up in
@@ -81,30 +90,50 @@ struct Inner {
     secrets: Vec<String>,
 }
 
-/// Shared handle to the journal of one attempt. Cloned into the WASI clock
-/// and random sources, which have no access to the store's data.
+/// Shared handle to the journal of one attempt or one workflow execution.
+/// Cloned into the WASI clock and random sources, which have no access to
+/// the store's data.
 #[derive(Clone)]
 pub struct Recorder(Arc<Mutex<Inner>>);
 
 impl Recorder {
-    /// A recorder that runs calls live and records them.
+    /// A recorder for a step attempt that runs calls live and records them.
     pub fn live(run_id: RunId, seq: u32, attempt: u32) -> Self {
-        Self::with_mode(run_id, seq, attempt, Mode::Live)
+        Self::new(run_id, Scope::Attempt { seq, attempt }, Vec::new(), false)
     }
 
-    /// A recorder that answers calls from `recorded`: the child entries of
-    /// the attempt `(seq, attempt)`, in journal order.
+    /// A recorder for a step attempt that answers calls from `recorded`:
+    /// the child entries of the attempt `(seq, attempt)`, in journal order.
+    /// Every call must match, and every recorded call must be made.
     pub fn replay(run_id: RunId, seq: u32, attempt: u32, recorded: Vec<Entry>) -> Self {
-        Self::with_mode(run_id, seq, attempt, Mode::Replay(recorded.into()))
+        Self::new(run_id, Scope::Attempt { seq, attempt }, recorded, true)
     }
 
-    fn with_mode(run_id: RunId, seq: u32, attempt: u32, mode: Mode) -> Self {
+    /// A recorder for a workflow execution over the run's journal so far:
+    /// recorded calls are answered from it, later calls run live.
+    pub fn workflow(run_id: RunId, journal: Vec<Entry>) -> Self {
+        Self::new(run_id, Scope::Workflow, journal, false)
+    }
+
+    fn new(run_id: RunId, scope: Scope, recorded: Vec<Entry>, strict: bool) -> Self {
+        let mut by_key = std::collections::BTreeMap::<u32, Vec<Entry>>::new();
+        for e in recorded {
+            let n = match scope {
+                Scope::Attempt { .. } => e.key.child,
+                Scope::Workflow => e.key.seq,
+            };
+            by_key.entry(n).or_default().push(e);
+        }
+        let next = match scope {
+            Scope::Attempt { .. } => 1,
+            Scope::Workflow => 0,
+        };
         Self(Arc::new(Mutex::new(Inner {
             run_id,
-            seq,
-            attempt,
-            next_child: 1,
-            mode,
+            scope,
+            next,
+            recorded: by_key,
+            strict,
             entries: Vec::new(),
             divergence: None,
             secrets: Vec::new(),
@@ -117,39 +146,80 @@ impl Recorder {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether calls are answered from a recorded journal.
+    /// Whether calls are answered strictly from a recorded journal.
     pub fn is_replay(&self) -> bool {
-        matches!(self.lock().mode, Mode::Replay(_))
+        self.lock().strict
+    }
+
+    pub fn run_id(&self) -> RunId {
+        self.lock().run_id
     }
 
     /// Starts a call: see [`Begun`].
     pub fn begin(&self, call: Call) -> Begun {
         let mut inner = self.lock();
-        let key = EntryKey { seq: inner.seq, attempt: inner.attempt, child: inner.next_child };
-        inner.next_child += 1;
+        let n = inner.next;
+        inner.next += 1;
+        let key = match inner.scope {
+            Scope::Attempt { seq, attempt } => EntryKey { seq, attempt, child: n },
+            Scope::Workflow => EntryKey::call(n, 0),
+        };
         if let Some(d) = &inner.divergence {
             return Begun::Diverged(d.clone());
         }
-        match &mut inner.mode {
-            Mode::Live => Begun::Live { key, started_at: Micros::now() },
-            Mode::Replay(queue) => {
-                let recorded = queue.pop_front();
-                let matches = recorded.as_ref().is_some_and(|r| {
-                    r.kind == call.kind && r.name == call.name && r.request_hash == Entry::hash_request(&call.request)
-                });
-                match recorded {
-                    Some(r) if matches => {
-                        inner.entries.push(r.clone());
-                        Begun::Recorded(r)
-                    }
-                    recorded => {
-                        let d = Divergence { key, recorded, actual: Some(call) };
-                        inner.divergence = Some(d.clone());
-                        Begun::Diverged(d)
-                    }
+        let recorded = inner.recorded.remove(&n).and_then(|v| v.into_iter().next());
+        match recorded {
+            None if !inner.strict => Begun::Live { key, started_at: Micros::now() },
+            Some(r)
+                if r.kind == call.kind
+                    && r.name == call.name
+                    && r.request_hash == Entry::hash_request(&call.request) =>
+            {
+                if inner.strict {
+                    inner.entries.push(r.clone());
                 }
+                Begun::Recorded(r)
+            }
+            recorded => {
+                let d = Divergence { key, recorded, actual: Some(call) };
+                inner.divergence = Some(d.clone());
+                Begun::Diverged(d)
             }
         }
+    }
+
+    /// Workflow scope: takes the next sequence number for a call the caller
+    /// records itself (a step call), with whatever the journal holds at it.
+    pub fn take_seq(&self) -> (u32, Vec<Entry>) {
+        let mut inner = self.lock();
+        let seq = inner.next;
+        inner.next += 1;
+        let recorded = inner.recorded.remove(&seq).unwrap_or_default();
+        (seq, recorded)
+    }
+
+    /// Adds entries the caller recorded itself.
+    pub fn push(&self, entries: impl IntoIterator<Item = Entry>) {
+        self.lock().entries.extend(entries);
+    }
+
+    /// Takes the entries recorded so far (to persist them).
+    pub fn drain(&self) -> Vec<Entry> {
+        std::mem::take(&mut self.lock().entries)
+    }
+
+    /// Records a divergence found by the caller (a step call that does not
+    /// match its journal entry); later calls trap.
+    pub fn diverge(&self, d: Divergence) {
+        let mut inner = self.lock();
+        if inner.divergence.is_none() {
+            inner.divergence = Some(d);
+        }
+    }
+
+    /// The first divergence, if any.
+    pub fn divergence(&self) -> Option<Divergence> {
+        self.lock().divergence.clone()
     }
 
     /// Records a live call's result.
@@ -218,15 +288,15 @@ impl Recorder {
     }
 
     /// Ends the attempt: the entries recorded (or matched), and the first
-    /// divergence if any. On replay, recorded calls the guest never made
-    /// count as a divergence too.
+    /// divergence if any. In strict replay, recorded calls the guest never
+    /// made count as a divergence too.
     pub fn finish_attempt(&self) -> (Vec<Entry>, Option<Divergence>) {
         let mut inner = self.lock();
         let entries = std::mem::take(&mut inner.entries);
         let mut divergence = inner.divergence.take();
         if divergence.is_none()
-            && let Mode::Replay(queue) = &mut inner.mode
-            && let Some(left) = queue.pop_front()
+            && inner.strict
+            && let Some(left) = inner.recorded.values().next().and_then(|v| v.first()).cloned()
         {
             divergence = Some(Divergence { key: left.key, recorded: Some(left), actual: None });
         }

@@ -28,10 +28,43 @@ pub struct RunInfo {
 }
 
 impl RunInfo {
-    /// The step call's idempotency key: the same for every attempt.
+    /// The step call's idempotency key: the same for every attempt of the
+    /// call. Inside a workflow itself (no step), the run id.
     pub fn idempotency_key(&self) -> String {
-        format!("{}-{}", self.run_id, self.seq)
+        if self.step.is_empty() { self.run_id.to_string() } else { format!("{}-{}", self.run_id, self.seq) }
     }
+}
+
+/// What `ferry:runtime/context` needs, shared by steps and workflows.
+pub struct Context {
+    pub recorder: Recorder,
+    pub info: RunInfo,
+    pub secrets: Arc<Secrets>,
+}
+
+/// A deny-all WASI context: no files, no environment, no arguments, no
+/// sockets; stdout and stderr captured; clocks and randomness answered
+/// through `recorder`.
+pub fn sandbox_wasi(
+    recorder: &Recorder,
+    info: &RunInfo,
+    origin: std::time::Instant,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .wall_clock(WallClock(recorder.clone()))
+        .monotonic_clock(MonotonicClock { recorder: recorder.clone(), origin })
+        .secure_random(JournaledRng::new(recorder.clone(), 0))
+        .insecure_random(JournaledRng::new(recorder.clone(), 1))
+        .insecure_random_seed(insecure_seed(info.run_id, info.seq, info.attempt))
+        .max_random_size(1 << 20)
+        .build()
 }
 
 /// Enforces the memory cap and remembers that it was hit, so the failure
@@ -75,17 +108,14 @@ pub struct StepState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: Limiter,
-    pub recorder: Recorder,
-    pub info: RunInfo,
+    pub ctx: Context,
     pub http: Arc<HttpPolicy>,
-    pub secrets: Arc<Secrets>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
 
 impl StepState {
-    /// A sandbox with nothing in it: no files, no environment, no
-    /// arguments, no sockets; clocks and randomness from the journal.
+    /// A sandbox with nothing in it; see [`sandbox_wasi`].
     pub fn new(
         info: RunInfo,
         recorder: Recorder,
@@ -96,27 +126,13 @@ impl StepState {
     ) -> Self {
         let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
         let stderr = MemoryOutputPipe::new(PIPE_CAPACITY);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .wall_clock(WallClock(recorder.clone()))
-            .monotonic_clock(MonotonicClock { recorder: recorder.clone(), origin })
-            .secure_random(JournaledRng::new(recorder.clone(), 0))
-            .insecure_random(JournaledRng::new(recorder.clone(), 1))
-            .insecure_random_seed(insecure_seed(info.run_id, info.seq, info.attempt))
-            .max_random_size(1 << 20)
-            .build();
+        let wasi = sandbox_wasi(&recorder, &info, origin, &stdout, &stderr);
         Self {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter { memory_cap, memory_hit: None },
-            recorder,
-            info,
+            ctx: Context { recorder, info, secrets },
             http,
-            secrets,
             stdout,
             stderr,
         }

@@ -18,7 +18,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Component, Created, Error, Lease, Outcome, RunFilter, Store};
+use super::{Component, Created, Error, Lease, Outcome, Park, RunFilter, Store};
 use crate::domain::{
     ComponentHash, Entry, EntryKey, EntryKind, EntryStatus, Micros, NewRun, Run, RunError, RunErrorKind, RunId,
     RunStatus, World,
@@ -59,6 +59,18 @@ macro_rules! contract_tests {
                 list_runs_filters_and_paginates,
                 concurrent_appends_all_land,
                 stale_write_fails_alone_in_its_batch,
+                parked_run_is_ready_only_once_its_wake_at_has_come,
+                claim_by_id_resumes_a_waiting_run_early,
+                event_wakes_only_the_runs_waiting_on_it,
+                event_sent_while_the_run_executes_is_not_lost,
+                claim_ready_takes_queued_runs_and_expired_leases_oldest_first,
+                claim_ready_respects_its_limit,
+                concurrent_claim_ready_calls_get_disjoint_runs,
+                park_with_a_stale_lease_is_lost_and_writes_nothing,
+                cancel_fences_the_worker,
+                cancel_of_a_final_or_unknown_run_fails,
+                events_are_filtered_and_ordered,
+                next_wake_is_the_earliest_wake_at,
             );
         }
     };
@@ -139,6 +151,27 @@ async fn queued(store: &dyn Store, id: RunId) -> Run {
         Created::New(run) => run,
         Created::Existing(run) => panic!("expected a new run, got existing {}", run.id),
     }
+}
+
+/// A queued run created at `created_at`.
+async fn queued_at(store: &dyn Store, id: RunId, created_at: Micros) -> Run {
+    let c = component(1);
+    store.put_component(&c).await.expect("put component");
+    let run = NewRun { created_at, ..new_run(id, &c, "report", None) };
+    store.create_run(run).await.expect("create run").run().clone()
+}
+
+/// A run claimed by `w1` at T0 and parked.
+async fn parked(store: &dyn Store, id: RunId, wake_at: Option<Micros>, event: Option<&str>) -> (Run, Lease) {
+    let (run, lease) = claimed(store, id).await;
+    let park = Park { wake_at, event: event.map(str::to_owned) };
+    store.park(&lease, vec![entry(id, 1, 1, 0)], park).await.expect("park");
+    (run, lease)
+}
+
+async fn ready_ids(store: &dyn Store, owner: &str, now: Micros) -> Vec<RunId> {
+    let claimed = store.claim_ready(owner, TTL, now, 100).await.expect("claim_ready");
+    claimed.into_iter().map(|(run, _)| run.id).collect()
 }
 
 /// A run claimed by `w1` at T0.
@@ -454,4 +487,289 @@ pub(crate) async fn stale_write_fails_alone_in_its_batch(store: Arc<dyn Store>) 
     let keys = |journal: Vec<Entry>| journal.iter().map(|e| e.key.seq).collect::<Vec<_>>();
     assert_eq!(keys(store.journal(&a.id).await.unwrap()), [2]);
     assert_eq!(keys(store.journal(&b.id).await.unwrap()), [1]);
+}
+
+pub(crate) async fn parked_run_is_ready_only_once_its_wake_at_has_come(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let park = Park { wake_at: Some(at(100)), event: None };
+    store.park(&lease, vec![entry(run.id, 1, 1, 0)], park).await.unwrap();
+
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!(stored.status, RunStatus::Waiting);
+    assert_eq!((stored.wake_at, stored.waiting_on.as_deref()), (Some(at(100)), None));
+    assert_eq!((stored.lease_owner.as_deref(), stored.lease_expires_at), (None, None), "lease released");
+    assert_eq!(stored.lease_epoch, 1, "epoch kept");
+    assert_eq!(store.journal(&run.id).await.unwrap(), [entry(run.id, 1, 1, 0)]);
+    // The released lease writes nothing more.
+    assert_conflict(store.append(&lease, vec![entry(run.id, 2, 1, 0)]).await);
+    assert_conflict(store.park(&lease, vec![], Park::default()).await);
+
+    assert!(ready_ids(&*store, "w2", at(99)).await.is_empty(), "not before wake_at");
+    let claimed = store.claim_ready("w2", TTL, at(100), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let (woken, new) = &claimed[0];
+    assert_eq!(*new, Lease { run_id: run.id, owner: "w2".into(), epoch: 2, expires_at: at(100).plus(TTL) });
+    assert_eq!(*woken, must_run(&*store, &run.id).await, "the run as claimed");
+    assert_eq!(woken.status, RunStatus::Running);
+    assert_eq!((woken.wake_at, woken.waiting_on.as_deref()), (None, None), "the claim clears the wait");
+    assert_eq!(woken.started_at, Some(T0), "first start kept");
+    assert!(ready_ids(&*store, "w3", at(101)).await.is_empty(), "claimed once");
+    assert_lease_lost(store.append(&lease, vec![entry(run.id, 2, 1, 0)]).await, run.id, 1, 2);
+    store.append(new, vec![entry(run.id, 2, 1, 0)]).await.unwrap();
+}
+
+pub(crate) async fn claim_by_id_resumes_a_waiting_run_early(store: Arc<dyn Store>) {
+    // An explicit claim is the caller's decision: it takes a waiting run
+    // before its wake_at (a resumed workflow replays and parks again).
+    let (run, _) = parked(&*store, run_id(1), Some(at(1000)), Some("approved")).await;
+    let lease = store.claim(&run.id, "w2", TTL, at(1)).await.unwrap();
+    assert_eq!(lease.epoch, 2);
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.wake_at, stored.waiting_on), (RunStatus::Running, None, None));
+    assert_conflict(store.claim(&run.id, "w3", TTL, at(2)).await);
+}
+
+pub(crate) async fn event_wakes_only_the_runs_waiting_on_it(store: Arc<dyn Store>) {
+    let (a, _) = parked(&*store, run_id(1), None, Some("approved")).await;
+    let (b, _) = parked(&*store, run_id(2), Some(at(1000)), Some("approved")).await;
+    let (c, _) = parked(&*store, run_id(3), None, Some("rejected")).await;
+    let (d, _) = parked(&*store, run_id(4), Some(at(10)), Some("approved")).await;
+    assert_eq!(must_run(&*store, &a.id).await.waiting_on.as_deref(), Some("approved"));
+    assert!(ready_ids(&*store, "w2", at(5)).await.is_empty(), "an event wait without an event is not ready");
+
+    let (event, woken) = store.send_event("approved", r#"{"by":"ann"}"#, at(60)).await.unwrap();
+    assert_eq!((event.name.as_str(), event.data.as_str(), event.created_at), ("approved", r#"{"by":"ann"}"#, at(60)));
+    assert_eq!(woken, 3);
+    assert_eq!(must_run(&*store, &a.id).await.wake_at, Some(at(60)));
+    assert_eq!(must_run(&*store, &b.id).await.wake_at, Some(at(60)), "woken early");
+    assert_eq!(must_run(&*store, &d.id).await.wake_at, Some(at(10)), "an earlier wake_at stays");
+    let other = must_run(&*store, &c.id).await;
+    assert_eq!((other.status, other.wake_at), (RunStatus::Waiting, None), "another name wakes nothing here");
+
+    assert_eq!(ready_ids(&*store, "w2", at(60)).await, [d.id, a.id, b.id]);
+    assert_eq!(must_run(&*store, &c.id).await.status, RunStatus::Waiting);
+    let (_, woken) = store.send_event("approved", "null", at(61)).await.unwrap();
+    assert_eq!(woken, 0, "claimed runs wait no more");
+    let (_, woken) = store.send_event("rejected", "null", at(62)).await.unwrap();
+    assert_eq!(woken, 1);
+    assert_eq!(ready_ids(&*store, "w2", at(62)).await, [c.id]);
+}
+
+pub(crate) async fn claim_ready_takes_queued_runs_and_expired_leases_oldest_first(store: Arc<dyn Store>) {
+    let young = queued_at(&*store, run_id(1), at(2)).await;
+    let (live, _) = claimed(&*store, run_id(2)).await; // expires at T0 + 30 s
+    let dead = queued_at(&*store, run_id(3), T0).await;
+    let dead_lease = store.claim(&dead.id, "w1", Duration::from_secs(5), T0).await.unwrap();
+    let (done, lease) = claimed(&*store, run_id(4)).await;
+    store.finish(&lease, vec![], Outcome::Completed { output: "1".into() }, at(1)).await.unwrap();
+    let (sleeping, _) = parked(&*store, run_id(5), Some(at(500)), None).await;
+    let (due, _) = parked(&*store, run_id(6), Some(at(1)), None).await;
+
+    let claimed = store.claim_ready("w9", TTL, at(10), 10).await.unwrap();
+    let ids: Vec<RunId> = claimed.iter().map(|(run, _)| run.id).collect();
+    // Ready since: dead T0 (created), due at(1) (wake_at), young at(2).
+    assert_eq!(ids, [dead.id, due.id, young.id]);
+    for (run, lease) in &claimed {
+        assert_eq!(*run, must_run(&*store, &run.id).await);
+        assert_eq!((run.status, run.lease_owner.as_deref()), (RunStatus::Running, Some("w9")));
+        assert_eq!((lease.owner.as_str(), lease.epoch, lease.expires_at), ("w9", run.lease_epoch, at(10).plus(TTL)));
+    }
+    assert_eq!((claimed[0].1.epoch, claimed[0].0.started_at), (2, Some(T0)), "taken over, first start kept");
+    assert_eq!((claimed[2].1.epoch, claimed[2].0.started_at), (1, Some(at(10))), "first claim starts the run");
+    assert_lease_lost(store.append(&dead_lease, vec![entry(dead.id, 1, 1, 0)]).await, dead.id, 1, 2);
+
+    for (id, status) in
+        [(live.id, RunStatus::Running), (done.id, RunStatus::Completed), (sleeping.id, RunStatus::Waiting)]
+    {
+        let stored = must_run(&*store, &id).await;
+        assert_eq!(stored.status, status);
+        assert_ne!(stored.lease_owner.as_deref(), Some("w9"), "{id} was not ready");
+    }
+    assert!(ready_ids(&*store, "w8", at(10)).await.is_empty(), "every ready run was taken");
+    // At the expiry instant a lease is still live; just after it is not.
+    assert!(ready_ids(&*store, "w8", T0.plus(TTL)).await.is_empty());
+    assert_eq!(ready_ids(&*store, "w8", Micros(T0.plus(TTL).0 + 1)).await, [live.id]);
+}
+
+pub(crate) async fn claim_ready_respects_its_limit(store: Arc<dyn Store>) {
+    for ms in 1..=5 {
+        queued_at(&*store, run_id(ms), at(10 - i64::try_from(ms).unwrap())).await;
+    }
+    assert!(store.claim_ready("w1", TTL, at(20), 0).await.unwrap().is_empty(), "limit 0 claims nothing");
+    let first: Vec<RunId> =
+        store.claim_ready("w1", TTL, at(20), 2).await.unwrap().into_iter().map(|(r, _)| r.id).collect();
+    assert_eq!(first, [run_id(5), run_id(4)], "the oldest first");
+    assert_eq!(ready_ids(&*store, "w2", at(20)).await, [run_id(3), run_id(2), run_id(1)]);
+}
+
+pub(crate) async fn concurrent_claim_ready_calls_get_disjoint_runs(store: Arc<dyn Store>) {
+    const RUNS: u64 = 60;
+    for ms in 1..=RUNS {
+        queued(&*store, run_id(ms)).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let owner = format!("w{worker}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_ready(&owner, TTL, at(1), 3).await.expect("claim_ready");
+                if batch.is_empty() {
+                    break mine;
+                }
+                for (run, lease) in batch {
+                    assert_eq!((run.id, lease.epoch, lease.owner.as_str()), (lease.run_id, 1, owner.as_str()));
+                    mine.push(run.id);
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        all.extend(joined.expect("claim task"));
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "no run was handed out twice");
+    assert_eq!(all, (1..=RUNS).map(run_id).collect::<Vec<_>>(), "every run was handed out");
+    for id in &all {
+        assert_eq!(must_run(&*store, id).await.lease_epoch, 1, "{id} was claimed once");
+    }
+}
+
+pub(crate) async fn park_with_a_stale_lease_is_lost_and_writes_nothing(store: Arc<dyn Store>) {
+    let (run, old) = claimed(&*store, run_id(1)).await;
+    let new = store.claim(&run.id, "w2", TTL, at(31)).await.unwrap();
+    let park = Park { wake_at: Some(at(100)), event: Some("approved".into()) };
+    assert_lease_lost(store.park(&old, vec![entry(run.id, 1, 1, 0)], park.clone()).await, run.id, 1, 2);
+    assert!(store.journal(&run.id).await.unwrap().is_empty(), "the stale lease wrote nothing");
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.lease_owner.as_deref(), stored.lease_epoch), (RunStatus::Running, Some("w2"), 2));
+    assert_eq!((stored.wake_at, stored.waiting_on), (None, None));
+
+    // A park with a duplicate entry parks nothing either.
+    store.append(&new, vec![entry(run.id, 1, 1, 0)]).await.unwrap();
+    assert_conflict(store.park(&new, vec![entry(run.id, 2, 1, 0), entry(run.id, 1, 1, 0)], park.clone()).await);
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.wake_at), (RunStatus::Running, None));
+    assert_eq!(store.journal(&run.id).await.unwrap().len(), 1);
+    store.park(&new, vec![entry(run.id, 2, 1, 0)], park).await.unwrap();
+    assert_eq!(must_run(&*store, &run.id).await.status, RunStatus::Waiting);
+}
+
+pub(crate) async fn cancel_fences_the_worker(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    store.append(&lease, vec![entry(run.id, 1, 1, 0)]).await.unwrap();
+
+    let cancelled = store.cancel(&run.id, "customer asked", at(5)).await.unwrap();
+    assert_eq!(cancelled, must_run(&*store, &run.id).await, "the run as it is now");
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    let error = RunError { kind: RunErrorKind::Cancelled, message: "customer asked".into() };
+    assert_eq!((cancelled.error, cancelled.output), (Some(error), None));
+    assert_eq!(cancelled.finished_at, Some(at(5)));
+    assert_eq!((cancelled.lease_owner, cancelled.lease_expires_at, cancelled.lease_epoch), (None, None, 2));
+
+    assert_lease_lost(store.append(&lease, vec![entry(run.id, 2, 1, 0)]).await, run.id, 1, 2);
+    assert_lease_lost(store.heartbeat(&lease, TTL, at(6)).await, run.id, 1, 2);
+    let done = Outcome::Completed { output: "1".into() };
+    assert_lease_lost(store.finish(&lease, vec![entry(run.id, 2, 1, 0)], done, at(6)).await, run.id, 1, 2);
+    let park = Park { wake_at: Some(at(60)), event: None };
+    assert_lease_lost(store.park(&lease, vec![entry(run.id, 2, 1, 0)], park).await, run.id, 1, 2);
+    assert_eq!(store.journal(&run.id).await.unwrap().len(), 1);
+    assert_eq!(must_run(&*store, &run.id).await.status, RunStatus::Cancelled);
+
+    // Queued and waiting runs cancel too, and are ready no more.
+    let waiting = parked(&*store, run_id(2), Some(at(10)), Some("approved")).await.0;
+    let queued = queued(&*store, run_id(3)).await;
+    for id in [waiting.id, queued.id] {
+        let run = store.cancel(&id, "shutdown", at(7)).await.unwrap();
+        assert_eq!((run.status, run.wake_at, run.waiting_on), (RunStatus::Cancelled, None, None));
+    }
+    assert_eq!(store.send_event("approved", "null", at(8)).await.unwrap().1, 0);
+    assert!(ready_ids(&*store, "w2", at(100)).await.is_empty());
+    assert_eq!(store.next_wake().await.unwrap(), None);
+}
+
+pub(crate) async fn cancel_of_a_final_or_unknown_run_fails(store: Arc<dyn Store>) {
+    assert_not_found(store.cancel(&run_id(9), "why not", T0).await);
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    store.finish(&lease, vec![], Outcome::Completed { output: "1".into() }, at(1)).await.unwrap();
+    assert_conflict(store.cancel(&run.id, "too late", at(2)).await);
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.error, stored.lease_epoch), (RunStatus::Completed, None, 1));
+
+    let other = queued(&*store, run_id(2)).await;
+    store.cancel(&other.id, "first", at(3)).await.unwrap();
+    assert_conflict(store.cancel(&other.id, "second", at(4)).await);
+    assert_conflict(store.claim(&other.id, "w1", TTL, at(5)).await);
+    let error = must_run(&*store, &other.id).await.error.expect("an error");
+    assert_eq!((error.message.as_str(), must_run(&*store, &other.id).await.finished_at), ("first", Some(at(3))));
+}
+
+pub(crate) async fn events_are_filtered_and_ordered(store: Arc<dyn Store>) {
+    assert!(store.events("approved", T0, 0, 10).await.unwrap().is_empty());
+    let mut sent = Vec::new();
+    for (i, name) in ["approved", "rejected", "approved", "approved"].into_iter().enumerate() {
+        let secs = i64::try_from(i).unwrap() + 1;
+        let (event, woken) = store.send_event(name, &format!(r#"{{"n":{secs}}}"#), at(secs)).await.unwrap();
+        assert_eq!(woken, 0);
+        sent.push(event);
+    }
+    assert!(sent.windows(2).all(|w| w[0].id < w[1].id), "ids increase in the order events are stored");
+    let approved = [sent[0].clone(), sent[2].clone(), sent[3].clone()];
+
+    assert_eq!(store.events("approved", T0, 0, 10).await.unwrap(), approved);
+    assert_eq!(store.events("rejected", T0, 0, 10).await.unwrap(), [sent[1].clone()]);
+    assert_eq!(store.events("approved", at(3), 0, 10).await.unwrap(), approved[1..], "since is inclusive");
+    assert_eq!(store.events("approved", T0, sent[0].id, 10).await.unwrap(), approved[1..], "after_id is exclusive");
+    assert_eq!(store.events("approved", T0, sent[2].id, 10).await.unwrap(), approved[2..]);
+    assert_eq!(store.events("approved", T0, 0, 1).await.unwrap(), approved[..1], "at most limit, oldest first");
+    assert!(store.events("approved", T0, 0, 0).await.unwrap().is_empty());
+    assert!(store.events("approved", at(5), 0, 10).await.unwrap().is_empty());
+    assert!(store.events("APPROVED", T0, 0, 10).await.unwrap().is_empty(), "names are exact");
+}
+
+pub(crate) async fn next_wake_is_the_earliest_wake_at(store: Arc<dyn Store>) {
+    assert_eq!(store.next_wake().await.unwrap(), None);
+    queued(&*store, run_id(1)).await;
+    parked(&*store, run_id(2), None, Some("approved")).await;
+    assert_eq!(store.next_wake().await.unwrap(), None, "queued runs and pure event waits have no wake time");
+
+    parked(&*store, run_id(3), Some(at(50)), None).await;
+    parked(&*store, run_id(4), Some(at(20)), Some("approved")).await;
+    parked(&*store, run_id(5), Some(at(80)), None).await;
+    assert_eq!(store.next_wake().await.unwrap(), Some(at(20)));
+
+    assert_eq!(store.claim_ready("w2", TTL, at(20), 10).await.unwrap().len(), 2, "run 1 and run 4");
+    assert_eq!(store.next_wake().await.unwrap(), Some(at(50)));
+    store.send_event("approved", "null", at(30)).await.unwrap();
+    assert_eq!(store.next_wake().await.unwrap(), Some(at(30)), "an event makes its waiters due");
+}
+
+pub(crate) async fn event_sent_while_the_run_executes_is_not_lost(store: Arc<dyn Store>) {
+    // Sent before the claim: the worker could read it, so it wakes nothing.
+    store.send_event("approved", "1", at(1)).await.unwrap();
+    let (early, _) = parked(&*store, run_id(1), None, Some("approved")).await;
+    assert_eq!(must_run(&*store, &early.id).await.wake_at, None);
+
+    // Sent after the claim, before the park (the worker may have looked for
+    // events just before it came): the run parks already due.
+    let (run, lease) = claimed(&*store, run_id(2)).await;
+    let (event, woken) = store.send_event("approved", "2", at(5)).await.unwrap();
+    assert_eq!(woken, 1, "only the parked run waits on it");
+    store.send_event("rejected", "3", at(6)).await.unwrap();
+    let park = Park { wake_at: Some(at(1000)), event: Some("approved".into()) };
+    store.park(&lease, vec![], park).await.unwrap();
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.wake_at), (RunStatus::Waiting, Some(event.created_at)));
+    assert_eq!(ready_ids(&*store, "w2", at(7)).await, [early.id, run.id]);
+
+    // Another name sent since the claim does not wake it.
+    let (other, lease) = claimed(&*store, run_id(3)).await;
+    store.send_event("rejected", "4", at(8)).await.unwrap();
+    store.park(&lease, vec![], Park { wake_at: Some(at(1000)), event: Some("approved".into()) }).await.unwrap();
+    assert_eq!(must_run(&*store, &other.id).await.wake_at, Some(at(1000)));
 }

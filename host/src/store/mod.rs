@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ComponentHash, Entry, Micros, NewRun, Run, RunError, RunId, RunStatus, World};
+use crate::domain::{ComponentHash, Entry, Event, Micros, NewRun, Run, RunError, RunId, RunStatus, World};
 
 /// What went wrong in the store, sorted by what the caller can do.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,15 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// How a run is parked by [`Store::park`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Park {
+    /// When it wakes by itself; none: only an event wakes it.
+    pub wake_at: Option<Micros>,
+    /// The event name that wakes it early.
+    pub event: Option<String>,
+}
+
 /// Which runs to list. Runs come newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunFilter {
@@ -163,4 +172,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// The run's journal in journal order.
     async fn journal(&self, id: &RunId) -> Result<Vec<Entry>>;
+
+    /// Claims up to `limit` runs that are ready, oldest first: queued runs,
+    /// waiting runs whose `wake_at` has come, and running runs whose lease
+    /// expired (a dead worker's). Each is claimed as by [`Store::claim`]. Two
+    /// callers never get the same run.
+    async fn claim_ready(&self, owner: &str, ttl: Duration, now: Micros, limit: u32) -> Result<Vec<(Run, Lease)>>;
+
+    /// Appends `entries` and parks the run in one fenced transaction: status
+    /// `waiting`, `wake_at` and `waiting_on` from `park`, lease released
+    /// (epoch kept). If an event named `park.event` was stored after the
+    /// run was claimed, the run is due at once (`wake_at` = that event's
+    /// time), so an event sent while the worker was deciding to park is
+    /// never missed.
+    async fn park(&self, lease: &Lease, entries: Vec<Entry>, park: Park) -> Result<()>;
+
+    /// Cancels a run that is not final: status `cancelled`, error
+    /// `cancelled` with `reason`, `finished_at` now, lease cleared and epoch
+    /// bumped so a worker still running it writes nothing more. Returns the
+    /// run as it is now; cancelling a final run is a `Conflict`.
+    async fn cancel(&self, id: &RunId, reason: &str, now: Micros) -> Result<Run>;
+
+    /// Stores an event and wakes every waiting run whose `waiting_on` is its
+    /// name (their `wake_at` becomes `now`). Returns the event and how many
+    /// runs were woken.
+    async fn send_event(&self, name: &str, data: &str, now: Micros) -> Result<(Event, u64)>;
+
+    /// Events named `name` created at or after `since` with an id above
+    /// `after_id`, oldest first, at most `limit`.
+    async fn events(&self, name: &str, since: Micros, after_id: i64, limit: u32) -> Result<Vec<Event>>;
+
+    /// The earliest `wake_at` of a waiting run, so a scheduler knows how
+    /// long it may sleep.
+    async fn next_wake(&self) -> Result<Option<Micros>>;
 }

@@ -7,7 +7,7 @@ use crate::engine::bindings::context::{Host, LogLevel};
 use crate::engine::bindings::types::AttemptInfo;
 use crate::engine::recorder::{Begun, Call};
 use crate::engine::secrets::Secrets;
-use crate::engine::state::StepState;
+use crate::engine::state::Context;
 
 /// Largest `random-bytes` request.
 const MAX_RANDOM: u32 = 65_536;
@@ -18,7 +18,7 @@ fn nondeterministic(d: &crate::engine::recorder::Divergence) -> wasmtime::Error 
     wasmtime::format_err!("{d}")
 }
 
-impl Host for StepState {
+impl Host for Context {
     async fn now(&mut self) -> wasmtime::Result<u64> {
         let call = Call { kind: EntryKind::Now, name: "now".into(), request: "null".into() };
         match self.recorder.immediate(call, || Micros::now().as_millis().to_string()) {

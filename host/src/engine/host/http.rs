@@ -13,7 +13,7 @@ impl Host for StepState {
     async fn fetch(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let mut headers = req.headers;
         if req.idempotency_key && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key")) {
-            headers.push(("idempotency-key".to_owned(), self.info.idempotency_key()));
+            headers.push(("idempotency-key".to_owned(), self.ctx.info.idempotency_key()));
         }
         let recorded = RecordedRequest {
             method: req.method.to_ascii_uppercase(),
@@ -22,11 +22,11 @@ impl Host for StepState {
             body: req.body.clone().and_then(Body::from_bytes),
             timeout_ms: req.timeout_ms,
         };
-        let request_json = self.recorder.redact(&serde_json::to_string(&recorded)?);
+        let request_json = self.ctx.recorder.redact(&serde_json::to_string(&recorded)?);
         let name = format!("{} {}", recorded.method, host_of(&req.url));
         let call = Call { kind: EntryKind::Http, name, request: request_json };
 
-        let answer = match self.recorder.begin(call.clone()) {
+        let answer = match self.ctx.recorder.begin(call.clone()) {
             Begun::Diverged(d) => return Err(wasmtime::format_err!("{d}")),
             Begun::Recorded(entry) => {
                 let text = entry.response.unwrap_or_default();
@@ -56,7 +56,7 @@ impl Host for StepState {
                         )
                     }
                 };
-                self.recorder.finish(key, call, started_at, Some(serde_json::to_string(&answer)?), status, error);
+                self.ctx.recorder.finish(key, call, started_at, Some(serde_json::to_string(&answer)?), status, error);
                 answer
             }
         };

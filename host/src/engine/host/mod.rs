@@ -5,6 +5,6 @@ mod context;
 mod http;
 
 use super::bindings::types;
-use super::state::StepState;
+use super::state::Context;
 
-impl types::Host for StepState {}
+impl types::Host for Context {}

@@ -15,6 +15,9 @@
 //!   write lock, so a stale lease writes nothing ([`Error::LeaseLost`]).
 //!   Each operation runs under its own savepoint, so one failing operation
 //!   never takes the rest of its batch down.
+//! - Claims (`claim`, `claim_ready`) and cancels are writes too: picking
+//!   ready runs and claiming them happen in the writer's `BEGIN IMMEDIATE`
+//!   transaction, so two callers (tasks or processes) never get one run.
 //! - Reads use the read pool and see the last committed state (WAL lets
 //!   them run while the writer commits).
 //! - All SQL is static text: statements are prepared once per connection
@@ -35,11 +38,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 
-use self::rows::{ComponentRow, EntryRow, RunRow, db_err, entry_columns, is_busy, run_columns};
+use self::rows::{
+    ComponentRow, EntryRow, EventRow, RunRow, db_err, entry_columns, event_columns, is_busy, run_columns,
+};
 pub use self::writer::WriterStats;
 use self::writer::{Done, Op, Writer};
-use super::{Component, Created, Durability, Error, Lease, Outcome, Result, RunFilter, Store};
-use crate::domain::{ComponentHash, Entry, Micros, NewRun, Run, RunId};
+use super::{Component, Created, Durability, Error, Lease, Outcome, Park, Result, RunFilter, Store};
+use crate::domain::{ComponentHash, Entry, Event, Micros, NewRun, Run, RunId};
 
 /// How long a statement waits for a lock held by another process before it
 /// fails with [`Error::Unavailable`].
@@ -52,7 +57,7 @@ const READERS: u32 = 4;
 /// Runs listed when the filter asks for 0.
 const DEFAULT_LIMIT: u32 = 50;
 
-/// Most runs listed at once.
+/// Most runs listed, claimed by `claim_ready` or events read at once.
 const MAX_LIMIT: u32 = 1_000;
 
 /// Greater than every run id (`run_` + 26 Crockford base-32 digits, all
@@ -280,6 +285,67 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         rows.into_iter().map(Entry::try_from).collect()
+    }
+
+    async fn claim_ready(&self, owner: &str, ttl: Duration, now: Micros, limit: u32) -> Result<Vec<(Run, Lease)>> {
+        // At most `limit`: none asked, nothing to do. The cap bounds how long
+        // one claim holds the write lock.
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min(MAX_LIMIT);
+        match self.write(Op::ClaimReady { owner: owner.to_owned(), ttl, now, limit }).await? {
+            Done::Claimed(claimed) => Ok(claimed),
+            _ => Err(unexpected("claim_ready")),
+        }
+    }
+
+    async fn park(&self, lease: &Lease, entries: Vec<Entry>, park: Park) -> Result<()> {
+        match self.write(Op::Park { lease: lease.clone(), entries, park }).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("park")),
+        }
+    }
+
+    async fn cancel(&self, id: &RunId, reason: &str, now: Micros) -> Result<Run> {
+        match self.write(Op::Cancel { id: *id, reason: reason.to_owned(), now }).await? {
+            Done::Run(run) => Ok(*run),
+            _ => Err(unexpected("cancel")),
+        }
+    }
+
+    async fn send_event(&self, name: &str, data: &str, now: Micros) -> Result<(Event, u64)> {
+        match self.write(Op::SendEvent { name: name.to_owned(), data: data.to_owned(), now }).await? {
+            Done::Event(event, woken) => Ok((event, woken)),
+            _ => Err(unexpected("send_event")),
+        }
+    }
+
+    async fn events(&self, name: &str, since: Micros, after_id: i64, limit: u32) -> Result<Vec<Event>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<EventRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE name = ? AND id > ? AND created_at >= ? ORDER BY id LIMIT ?"
+        ))
+        .bind(name)
+        .bind(after_id)
+        .bind(since.0)
+        .bind(i64::from(limit.min(MAX_LIMIT)))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(Event::from).collect())
+    }
+
+    async fn next_wake(&self) -> Result<Option<Micros>> {
+        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(wake_at) FROM runs WHERE status = 'waiting'")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        Ok(next.map(Micros))
     }
 }
 

@@ -9,7 +9,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::domain::{ComponentHash, Entry, EntryKey, EntryStatus, Micros, Run, RunError, World};
+use crate::domain::{ComponentHash, Entry, EntryKey, EntryStatus, Event, Micros, Run, RunError, World};
 use crate::store::{Component, Error};
 
 /// The columns of [`RunRow`], in a literal so queries stay `&'static str`
@@ -18,7 +18,14 @@ macro_rules! run_columns {
     () => {
         "id, kind, component, component_hash, input, status, output, error_kind, error_message, \
          idempotency_key, created_at, started_at, finished_at, lease_owner, lease_epoch, \
-         lease_expires_at"
+         lease_expires_at, wake_at, waiting_on"
+    };
+}
+
+/// The columns of [`EventRow`].
+macro_rules! event_columns {
+    () => {
+        "id, name, data, created_at"
     };
 }
 
@@ -30,7 +37,7 @@ macro_rules! entry_columns {
     };
 }
 
-pub(super) use {entry_columns, run_columns};
+pub(super) use {entry_columns, event_columns, run_columns};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ComponentRow {
@@ -78,6 +85,8 @@ pub(super) struct RunRow {
     lease_owner: Option<String>,
     lease_epoch: i64,
     lease_expires_at: Option<i64>,
+    wake_at: Option<i64>,
+    waiting_on: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -87,10 +96,9 @@ impl TryFrom<RunRow> for Run {
         let what = || format!("run {}", row.id);
         let error = match (row.error_kind.as_deref(), row.error_message) {
             (None, None) => None,
-            (Some(kind), message) => Some(RunError {
-                kind: parse(kind, &what, "error_kind")?,
-                message: message.unwrap_or_default(),
-            }),
+            (Some(kind), message) => {
+                Some(RunError { kind: parse(kind, &what, "error_kind")?, message: message.unwrap_or_default() })
+            }
             (None, Some(_)) => {
                 return Err(Error::Corrupt(format!("{}: error_message is set but error_kind is not", what())));
             }
@@ -111,7 +119,23 @@ impl TryFrom<RunRow> for Run {
             lease_owner: row.lease_owner,
             lease_epoch: row.lease_epoch,
             lease_expires_at: row.lease_expires_at.map(Micros),
+            wake_at: row.wake_at.map(Micros),
+            waiting_on: row.waiting_on,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    id: i64,
+    name: String,
+    data: String,
+    created_at: i64,
+}
+
+impl From<EventRow> for Event {
+    fn from(row: EventRow) -> Self {
+        Event { id: row.id, name: row.name, data: row.data, created_at: Micros(row.created_at) }
     }
 }
 
@@ -248,7 +272,7 @@ pub(super) fn replicate(err: &Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EntryKind, RunId, RunStatus};
+    use crate::domain::{EntryKind, RunErrorKind, RunId, RunStatus};
 
     fn run_row() -> RunRow {
         RunRow {
@@ -268,6 +292,8 @@ mod tests {
             lease_owner: None,
             lease_epoch: 4,
             lease_expires_at: None,
+            wake_at: None,
+            waiting_on: None,
         }
     }
 
@@ -304,8 +330,23 @@ mod tests {
         assert_eq!(run.error, Some(RunError { kind: RunErrorKind::FuelExhausted, message: "out of fuel".into() }));
         assert_eq!(run.lease_epoch, 4);
         assert_eq!(run.finished_at, Some(Micros(3)));
-    }
+        assert_eq!((run.wake_at, run.waiting_on), (None, None));
 
+        let waiting = RunRow {
+            status: "waiting".into(),
+            error_kind: None,
+            error_message: None,
+            finished_at: None,
+            wake_at: Some(9),
+            waiting_on: Some("approved".into()),
+            ..run_row()
+        };
+        let run = Run::try_from(waiting).unwrap();
+        assert_eq!(
+            (run.status, run.wake_at, run.waiting_on.as_deref()),
+            (RunStatus::Waiting, Some(Micros(9)), Some("approved"))
+        );
+    }
 
     #[test]
     fn bad_run_values_are_corrupt() {

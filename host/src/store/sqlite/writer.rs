@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ops;
 use super::rows::{db_err, replicate};
-use crate::domain::{Entry, Micros, NewRun, RunId};
-use crate::store::{Component, Created, Error, Lease, Outcome, Result};
+use crate::domain::{Entry, Event, Micros, NewRun, Run, RunId};
+use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
 
 /// Most operations committed in one transaction. Bounds how long a commit
 /// holds the write lock and how long the first writer of a batch waits.
@@ -43,6 +43,10 @@ pub(super) enum Op {
     Heartbeat { lease: Lease, ttl: Duration, now: Micros },
     Append { lease: Lease, entries: Vec<Entry> },
     Finish { lease: Lease, entries: Vec<Entry>, outcome: Outcome, now: Micros },
+    ClaimReady { owner: String, ttl: Duration, now: Micros, limit: u32 },
+    Park { lease: Lease, entries: Vec<Entry>, park: Park },
+    Cancel { id: RunId, reason: String, now: Micros },
+    SendEvent { name: String, data: String, now: Micros },
 }
 
 /// What a write answers.
@@ -51,6 +55,9 @@ pub(super) enum Done {
     Created(Box<Created>),
     Lease(Lease),
     Written,
+    Claimed(Vec<(Run, Lease)>),
+    Run(Box<Run>),
+    Event(Event, u64),
 }
 
 struct Job {
@@ -184,6 +191,18 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> Result<Done> {
         Op::Finish { lease, entries, outcome, now } => {
             ops::finish(conn, &lease, &entries, &outcome, now).await?;
             Done::Written
+        }
+        Op::ClaimReady { owner, ttl, now, limit } => {
+            Done::Claimed(ops::claim_ready(conn, &owner, ttl, now, limit).await?)
+        }
+        Op::Park { lease, entries, park } => {
+            ops::park(conn, &lease, &entries, &park).await?;
+            Done::Written
+        }
+        Op::Cancel { id, reason, now } => Done::Run(Box::new(ops::cancel(conn, &id, &reason, now).await?)),
+        Op::SendEvent { name, data, now } => {
+            let (event, woken) = ops::send_event(conn, &name, &data, now).await?;
+            Done::Event(event, woken)
         }
     })
 }

@@ -1,0 +1,217 @@
+//! `ferry:runtime/orchestration`: step calls, sleeps and event waits, each
+//! taking the next sequence number of the run's journal.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use super::run::StepOutcome;
+use super::state::{Interrupt, Suspension, WorkflowState};
+use crate::domain::{Entry, EntryKey, EntryKind, EntryStatus, Micros, RunError, RunErrorKind};
+use crate::engine::bindings::orchestration::{Host, StepCall};
+use crate::engine::bindings::types::StepError;
+use crate::engine::recorder::{Call, Divergence};
+
+/// The workflow's view of a failed step call.
+fn to_step_error(e: RunError) -> StepError {
+    match e.kind {
+        RunErrorKind::Retryable => StepError::Retryable(e.message),
+        kind => StepError::Fatal(format!("{kind}: {}", e.message)),
+    }
+}
+
+impl WorkflowState {
+    /// Checks the journal's first entry at a sequence number against the
+    /// call the workflow makes now.
+    fn check(&self, recorded: &[Entry], call: &Call) -> Result<(), wasmtime::Error> {
+        let Some(first) = recorded.first() else { return Ok(()) };
+        if first.kind == call.kind
+            && first.name == call.name
+            && first.request_hash == Entry::hash_request(&call.request)
+        {
+            return Ok(());
+        }
+        self.ctx.recorder.diverge(Divergence {
+            key: first.key,
+            recorded: Some(first.clone()),
+            actual: Some(call.clone()),
+        });
+        Err(self.interrupt(Interrupt::Nondeterministic))
+    }
+
+    /// A workflow-level entry at `(seq, attempt, 0)`, recorded now.
+    fn entry(&self, seq: u32, attempt: u32, call: &Call, response: String) -> Entry {
+        let now = Micros::now();
+        Entry {
+            run_id: self.ctx.info.run_id,
+            key: EntryKey::call(seq, attempt),
+            kind: call.kind,
+            name: call.name.clone(),
+            request: call.request.clone(),
+            request_hash: Entry::hash_request(&call.request),
+            response: Some(response),
+            status: EntryStatus::Ok,
+            error: None,
+            started_at: now,
+            finished_at: now,
+            fuel: None,
+        }
+    }
+}
+
+impl Host for WorkflowState {
+    async fn call_step(&mut self, call: StepCall) -> wasmtime::Result<Result<String, StepError>> {
+        let (seq, recorded) = self.ctx.recorder.take_seq();
+        match self.run.step_call(&self.ctx.recorder, seq, recorded, &call).await {
+            Ok(StepOutcome::Done(result)) => Ok(result.map_err(to_step_error)),
+            Ok(StepOutcome::Park(at)) => {
+                Err(self.interrupt(Interrupt::Suspend(Suspension { wake_at: Some(at), event: None })))
+            }
+            Err(why) => Err(self.interrupt(why)),
+        }
+    }
+
+    async fn call_steps(&mut self, calls: Vec<StepCall>) -> wasmtime::Result<Vec<Result<String, StepError>>> {
+        let seqs: Vec<_> = calls.iter().map(|_| self.ctx.recorder.take_seq()).collect();
+        let run = self.run.clone();
+        let recorder = self.ctx.recorder.clone();
+        let outcomes = join_all(
+            calls.iter().zip(seqs).map(|(call, (seq, recorded))| run.step_call(&recorder, seq, recorded, call)),
+        )
+        .await;
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut park: Option<Suspension> = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(StepOutcome::Done(r)) => results.push(r.map_err(to_step_error)),
+                Ok(StepOutcome::Park(at)) => {
+                    let s = Suspension { wake_at: Some(at), event: None };
+                    park = Some(park.map_or(s.clone(), |p| p.merge(s)));
+                }
+                Err(why) => return Err(self.interrupt(why)),
+            }
+        }
+        match park {
+            Some(s) => Err(self.interrupt(Interrupt::Suspend(s))),
+            None => Ok(results),
+        }
+    }
+
+    async fn sleep(&mut self, name: String, duration_ms: u64) -> wasmtime::Result<()> {
+        let (seq, recorded) = self.ctx.recorder.take_seq();
+        let call = Call { kind: EntryKind::Sleep, name, request: json!({ "duration_ms": duration_ms }).to_string() };
+        self.check(&recorded, &call)?;
+        let wake_at = match recorded.first() {
+            Some(e) => read_micros(e.response.as_deref(), "wake_at")?,
+            None => {
+                let wake_at = Micros::now().plus(std::time::Duration::from_millis(duration_ms));
+                let entry = self.entry(seq, 0, &call, json!({ "wake_at": wake_at }).to_string());
+                self.ctx.recorder.push([entry]);
+                wake_at
+            }
+        };
+        if Micros::now() >= wake_at {
+            return Ok(());
+        }
+        Err(self.interrupt(Interrupt::Suspend(Suspension { wake_at: Some(wake_at), event: None })))
+    }
+
+    async fn wait_for_event(
+        &mut self,
+        name: String,
+        event: String,
+        filter: Option<String>,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Option<String>> {
+        let (seq, recorded) = self.ctx.recorder.take_seq();
+        let request = json!({ "event": event, "match": filter, "timeout_ms": timeout_ms }).to_string();
+        let call = Call { kind: EntryKind::Event, name, request };
+        self.check(&recorded, &call)?;
+        // (seq, 0): the wait began, with its deadline; (seq, 1): what it got.
+        let begun = recorded.iter().find(|e| e.key.attempt == 0);
+        let deadline = match begun {
+            Some(e) => read_optional_micros(e.response.as_deref(), "deadline")?,
+            None => {
+                let deadline = timeout_ms.map(|ms| Micros::now().plus(std::time::Duration::from_millis(ms)));
+                self.ctx.recorder.push([self.entry(seq, 0, &call, json!({ "deadline": deadline }).to_string())]);
+                deadline
+            }
+        };
+        if let Some(got) = recorded.iter().find(|e| e.key.attempt == 1) {
+            let value: Value = serde_json::from_str(got.response.as_deref().unwrap_or("null"))?;
+            if let Some(id) = value["id"].as_i64() {
+                let mut last = self.run.last_event.lock().unwrap_or_else(|e| e.into_inner());
+                *last = (*last).max(id);
+            }
+            return Ok(value.get("data").and_then(Value::as_str).map(str::to_owned));
+        }
+        let wanted: Option<Value> = filter.as_deref().map(serde_json::from_str).transpose().unwrap_or(None);
+        let after = *self.run.last_event.lock().unwrap_or_else(|e| e.into_inner());
+        let events = self
+            .run
+            .store
+            .events(&event, self.run.run.created_at, after, 1000)
+            .await
+            .map_err(|e| self.interrupt(Interrupt::LeaseLost(e.to_string())))?;
+        let found = events.into_iter().find(|ev| {
+            wanted.as_ref().is_none_or(|w| serde_json::from_str::<Value>(&ev.data).is_ok_and(|d| contains(&d, w)))
+        });
+        if let Some(ev) = found {
+            *self.run.last_event.lock().unwrap_or_else(|e| e.into_inner()) = ev.id;
+            let got = json!({ "id": ev.id, "data": ev.data });
+            self.ctx.recorder.push([self.entry(seq, 1, &call, got.to_string())]);
+            return Ok(Some(ev.data));
+        }
+        if deadline.is_some_and(|d| Micros::now() >= d) {
+            self.ctx.recorder.push([self.entry(seq, 1, &call, json!({ "id": null, "data": null }).to_string())]);
+            return Ok(None);
+        }
+        Err(self.interrupt(Interrupt::Suspend(Suspension { wake_at: deadline, event: Some(event) })))
+    }
+
+    async fn call_workflow(
+        &mut self,
+        name: String,
+        workflow: String,
+        _input: String,
+    ) -> wasmtime::Result<Result<String, StepError>> {
+        // Child runs need deployments (names resolving to workflow versions),
+        // which the daemon brings; until then the call fails plainly rather
+        // than pretending.
+        let _ = self.ctx.recorder.take_seq();
+        Ok(Err(StepError::Fatal(format!(
+            "call-workflow `{name}` ({workflow}): child workflow runs are not available on this host yet"
+        ))))
+    }
+}
+
+/// Whether `data` has every field of `wanted` with an equal value.
+fn contains(data: &Value, wanted: &Value) -> bool {
+    match (data, wanted) {
+        (Value::Object(d), Value::Object(w)) => w.iter().all(|(k, v)| d.get(k).is_some_and(|dv| contains(dv, v))),
+        (d, w) => d == w,
+    }
+}
+
+fn read_micros(response: Option<&str>, field: &str) -> wasmtime::Result<Micros> {
+    read_optional_micros(response, field)?.ok_or_else(|| wasmtime::format_err!("corrupt journal: no `{field}`"))
+}
+
+fn read_optional_micros(response: Option<&str>, field: &str) -> wasmtime::Result<Option<Micros>> {
+    let value: Value = serde_json::from_str(response.unwrap_or("null"))?;
+    Ok(value.get(field).and_then(Value::as_i64).map(Micros))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_match_is_a_subset_check() {
+        let data = json!({"order": "A1", "by": "ops", "n": {"x": 1, "y": 2}});
+        assert!(contains(&data, &json!({"order": "A1"})));
+        assert!(contains(&data, &json!({"n": {"x": 1}})));
+        assert!(!contains(&data, &json!({"order": "B2"})));
+        assert!(!contains(&data, &json!({"missing": 1})));
+        assert!(contains(&data, &json!({})));
+    }
+}

@@ -1,0 +1,464 @@
+//! Executing one claimed run: a workflow by replay over its journal, or a
+//! lone step with retries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+use super::state::{Interrupt, Suspension, WorkflowState};
+use super::steps::StepResolver;
+use crate::domain::{
+    ComponentHash, Entry, EntryKind, EntryStatus, Limits, Micros, RetryPolicy, Run, RunError, RunErrorKind, World,
+};
+use crate::engine::bindings::{self, workflow::WorkflowPre};
+use crate::engine::recorder::{Divergence, Recorder};
+use crate::engine::state::{Context, Limiter, PIPE_CAPACITY, RunInfo, sandbox_wasi};
+use crate::engine::{AllowList, Engine, Loaded, Secrets, StepCall};
+use crate::store::{self, Lease, Outcome, Park, Store};
+
+/// Fuel a workflow may burn in one execution (its own code only; steps have
+/// their own budgets). Orchestration code is small: this stops a runaway
+/// loop, not honest work.
+const WORKFLOW_FUEL: u64 = 10_000_000_000;
+
+/// Defaults a run executes under.
+#[derive(Clone, Debug)]
+pub struct RunPolicy {
+    pub retry: RetryPolicy,
+    pub limits: Limits,
+    pub allow: AllowList,
+    /// Backoffs up to this long are waited out in place; longer ones park
+    /// the run.
+    pub inline_backoff: Duration,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            allow: AllowList::default(),
+            inline_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a failed attempt's entry records besides the error: when the next
+/// attempt is due, or none when the failure is final.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    #[serde(flatten)]
+    pub error: RunError,
+    pub retry_at: Option<Micros>,
+}
+
+/// How a step call ended for the caller.
+pub enum StepOutcome {
+    /// The final result.
+    Done(Result<String, RunError>),
+    /// The next attempt is far off: park the run until then.
+    Park(Micros),
+}
+
+/// Everything the execution of one claimed run needs.
+pub struct RunCtx {
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    pub steps: Arc<StepResolver>,
+    pub secrets: Arc<Secrets>,
+    pub policy: RunPolicy,
+    /// For a lone-step run: the run's own (pinned) component.
+    pub pinned_step: Option<Arc<Loaded>>,
+    pub run: Run,
+    pub lease: Lease,
+    /// The highest event id this run has taken, so a later wait does not
+    /// take the same event again.
+    pub last_event: Mutex<i64>,
+}
+
+impl RunCtx {
+    /// Runs the step call at `seq` to its end (or to a park), answering
+    /// from `recorded` (the journal's entries at `seq`) what already
+    /// happened. Attempts are committed, fenced, as they finish; workflow
+    /// entries pending in `recorder` are committed with them.
+    pub async fn step_call(
+        &self,
+        recorder: &Recorder,
+        seq: u32,
+        recorded: Vec<Entry>,
+        call: &crate::engine::bindings::orchestration::StepCall,
+    ) -> Result<StepOutcome, Interrupt> {
+        let mut attempts: Vec<Entry> = recorded
+            .into_iter()
+            .filter(|e| e.key.child == 0 && e.key.attempt >= 1 && e.kind == EntryKind::Step)
+            .collect();
+        attempts.sort_by_key(|e| e.key.attempt);
+        if let Some(first) = attempts.first()
+            && (first.name != call.name || first.request_hash != Entry::hash_request(&call.input))
+        {
+            let d = Divergence {
+                key: first.key,
+                recorded: Some(first.clone()),
+                actual: Some(crate::engine::recorder::Call {
+                    kind: EntryKind::Step,
+                    name: call.name.clone(),
+                    request: call.input.clone(),
+                }),
+            };
+            recorder.diverge(d);
+            return Err(Interrupt::Nondeterministic);
+        }
+        let retry = call.options.as_ref().and_then(|o| o.retry.as_ref()).map_or(self.policy.retry, retry_from_wit);
+        let limits = limits_for(&self.policy.limits, call.options.as_ref());
+        loop {
+            let next = match attempts.last() {
+                None => 1,
+                Some(last) if last.status == EntryStatus::Ok => {
+                    return Ok(StepOutcome::Done(Ok(last.response.clone().unwrap_or_else(|| "null".into()))));
+                }
+                Some(last) => {
+                    let failure = last.response.as_deref().and_then(|r| serde_json::from_str::<Failure>(r).ok());
+                    let Some(failure) = failure else {
+                        let message = last.error.clone().unwrap_or_else(|| "the step failed".into());
+                        return Ok(StepOutcome::Done(Err(RunError { kind: RunErrorKind::Host, message })));
+                    };
+                    let Some(retry_at) = failure.retry_at else {
+                        return Ok(StepOutcome::Done(Err(failure.error)));
+                    };
+                    let now = Micros::now();
+                    if retry_at > now {
+                        let wait = retry_at.since(now);
+                        if wait > self.policy.inline_backoff {
+                            return Ok(StepOutcome::Park(retry_at));
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    last.key.attempt + 1
+                }
+            };
+            let entries = self.attempt(call, seq, next, &retry, limits).await;
+            let mut batch = recorder.drain();
+            batch.extend(entries.iter().cloned());
+            self.store.append(&self.lease, batch).await.map_err(|e| lost(&e))?;
+            attempts.push(entries.into_iter().next().ok_or_else(|| Interrupt::LeaseLost("no attempt entry".into()))?);
+        }
+    }
+
+    /// Runs attempt `attempt` of a step call and returns its entries: the
+    /// attempt's own first (its response says whether and when to retry),
+    /// then its children.
+    async fn attempt(
+        &self,
+        call: &crate::engine::bindings::orchestration::StepCall,
+        seq: u32,
+        attempt: u32,
+        retry: &RetryPolicy,
+        limits: Limits,
+    ) -> Vec<Entry> {
+        let started_at = Micros::now();
+        let resolved = match &self.pinned_step {
+            Some(pinned) => Ok(pinned.clone()),
+            None => self.steps.get(&call.step).await,
+        };
+        let loaded = match resolved {
+            Ok(l) => l,
+            Err(message) => {
+                let error = RunError { kind: RunErrorKind::Fatal, message };
+                let failure = Failure { error: error.clone(), retry_at: None };
+                return vec![Entry {
+                    run_id: self.run.id,
+                    key: crate::domain::EntryKey::call(seq, attempt),
+                    kind: EntryKind::Step,
+                    name: call.name.clone(),
+                    request: call.input.clone(),
+                    request_hash: Entry::hash_request(&call.input),
+                    response: serde_json::to_string(&failure).ok(),
+                    status: EntryStatus::Error,
+                    error: Some(error.to_string()),
+                    started_at,
+                    finished_at: Micros::now(),
+                    fuel: None,
+                }];
+            }
+        };
+        let a = self
+            .engine
+            .run_step(
+                &loaded,
+                StepCall {
+                    run_id: self.run.id,
+                    component: call.step.clone(),
+                    step: call.name.clone(),
+                    seq,
+                    attempt,
+                    input: call.input.clone(),
+                    limits,
+                    allow: self.policy.allow.clone(),
+                    secrets: self.secrets.clone(),
+                    replay: None,
+                },
+            )
+            .await;
+        let mut entry = a.entry;
+        if let Err(error) = &a.outcome {
+            let retry_at = (retryable(error.kind, retry) && attempt < retry.max_attempts).then(|| {
+                let unit: f64 = rand::rng().random();
+                Micros::now().plus(retry.delay_before(attempt + 1, unit))
+            });
+            entry.response = serde_json::to_string(&Failure { error: error.clone(), retry_at }).ok();
+        }
+        let mut out = vec![entry];
+        out.extend(a.children);
+        out
+    }
+}
+
+fn lost(e: &store::Error) -> Interrupt {
+    Interrupt::LeaseLost(e.to_string())
+}
+
+/// Whether another attempt may help.
+pub fn retryable(kind: RunErrorKind, policy: &RetryPolicy) -> bool {
+    match kind {
+        RunErrorKind::Retryable | RunErrorKind::Trap | RunErrorKind::Timeout | RunErrorKind::Host => true,
+        RunErrorKind::FuelExhausted => policy.retry_fuel_exhausted,
+        RunErrorKind::Fatal
+        | RunErrorKind::MemoryLimit
+        | RunErrorKind::OutputTooLarge
+        | RunErrorKind::InvalidJson
+        | RunErrorKind::Nondeterministic
+        | RunErrorKind::Cancelled => false,
+    }
+}
+
+fn retry_from_wit(p: &bindings::types::RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: p.max_attempts.max(1),
+        initial_delay: Duration::from_millis(p.initial_delay_ms),
+        factor: if p.factor.is_finite() { p.factor } else { 2.0 },
+        max_delay: Duration::from_millis(p.max_delay_ms),
+        jitter: if p.jitter.is_finite() { p.jitter } else { 0.0 },
+        retry_fuel_exhausted: p.retry_fuel_exhausted,
+    }
+}
+
+fn limits_for(defaults: &Limits, options: Option<&bindings::types::StepOptions>) -> Limits {
+    let Some(o) = options else { return *defaults };
+    Limits {
+        fuel: o.fuel.unwrap_or(defaults.fuel),
+        memory_bytes: o.memory_bytes.unwrap_or(defaults.memory_bytes),
+        timeout: o.timeout_ms.map_or(defaults.timeout, Duration::from_millis),
+        output_bytes: defaults.output_bytes,
+    }
+}
+
+/// How an execution of a run ended.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    Finished(Outcome),
+    Parked(Suspension),
+    /// The lease moved; nothing more was written.
+    Abandoned(String),
+}
+
+/// Runs workflows: links the orchestration interface once and keeps one
+/// `InstancePre` per workflow component.
+pub struct Executor {
+    engine: Arc<Engine>,
+    linker: Linker<WorkflowState>,
+    pres: Mutex<HashMap<ComponentHash, WorkflowPre<WorkflowState>>>,
+}
+
+impl Executor {
+    pub fn new(engine: Arc<Engine>) -> wasmtime::Result<Self> {
+        let mut linker = Linker::<WorkflowState>::new(engine.wasmtime());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::types::add_to_linker::<WorkflowState, HasSelf<Context>>(&mut linker, |s| &mut s.ctx)?;
+        bindings::context::add_to_linker::<WorkflowState, HasSelf<Context>>(&mut linker, |s| &mut s.ctx)?;
+        bindings::orchestration::add_to_linker::<WorkflowState, HasSelf<WorkflowState>>(&mut linker, |s| s)?;
+        Ok(Self { engine, linker, pres: Mutex::new(HashMap::new()) })
+    }
+
+    fn pre(&self, loaded: &Loaded) -> Result<WorkflowPre<WorkflowState>, String> {
+        if let Some(p) = self.pres.lock().unwrap_or_else(|e| e.into_inner()).get(&loaded.hash) {
+            return Ok(p.clone());
+        }
+        let component = loaded.workflow_component().ok_or("not a workflow component")?;
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+        let pre = WorkflowPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+        self.pres.lock().unwrap_or_else(|e| e.into_inner()).insert(loaded.hash.clone(), pre.clone());
+        Ok(pre)
+    }
+
+    /// Executes a claimed run until it finishes, parks or loses its lease,
+    /// and records that in the store.
+    pub async fn execute(&self, ctx: Arc<RunCtx>, loaded: &Loaded) -> Result<Ending, store::Error> {
+        let ending = match loaded.world {
+            World::Workflow => self.execute_workflow(ctx.clone(), loaded).await?,
+            World::Step => execute_lone_step(&ctx).await,
+        };
+        let now = Micros::now();
+        match &ending {
+            Ending::Finished(outcome) => {
+                ctx.store.finish(&ctx.lease, Vec::new(), outcome.clone(), now).await?;
+            }
+            Ending::Parked(s) => {
+                let park = Park { wake_at: s.wake_at, event: s.event.clone() };
+                ctx.store.park(&ctx.lease, Vec::new(), park).await?;
+            }
+            Ending::Abandoned(why) => tracing::warn!(run = %ctx.run.id, why, "abandoned the run: its lease moved"),
+        }
+        Ok(ending)
+    }
+
+    async fn execute_workflow(&self, ctx: Arc<RunCtx>, loaded: &Loaded) -> Result<Ending, store::Error> {
+        let pre = match self.pre(loaded) {
+            Ok(p) => p,
+            Err(message) => {
+                return Ok(Ending::Finished(Outcome::Failed { error: RunError { kind: RunErrorKind::Host, message } }));
+            }
+        };
+        let journal = ctx.store.journal(&ctx.run.id).await?;
+        let recorder = Recorder::workflow(ctx.run.id, journal);
+        let info = RunInfo {
+            run_id: ctx.run.id,
+            component: ctx.run.component.clone(),
+            step: String::new(),
+            seq: 0,
+            attempt: 1,
+        };
+        let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
+        let stderr = MemoryOutputPipe::new(PIPE_CAPACITY);
+        let wasi = sandbox_wasi(&recorder, &info, self.engine.origin(), &stdout, &stderr);
+        let interrupt = Arc::new(Mutex::new(None));
+        let state = WorkflowState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_cap: usize::try_from(ctx.policy.limits.memory_bytes).unwrap_or(usize::MAX),
+                memory_hit: None,
+            },
+            ctx: Context { recorder: recorder.clone(), info, secrets: ctx.secrets.clone() },
+            run: ctx.clone(),
+            interrupt: interrupt.clone(),
+        };
+        let mut store = wasmtime::Store::new(self.engine.wasmtime(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store.set_epoch_deadline(1);
+        let result = match store.set_fuel(WORKFLOW_FUEL) {
+            Err(e) => Err(e),
+            Ok(()) => match pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance.call_run(&mut store, &ctx.run.input).await,
+                Err(e) => Err(e),
+            },
+        };
+        let memory_hit = store.data().limiter.memory_hit;
+        drop(store);
+        let pending = recorder.drain();
+        let interrupted = interrupt.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(d) = recorder.divergence() {
+            let error = RunError { kind: RunErrorKind::Nondeterministic, message: describe(&d) };
+            ctx.store.append(&ctx.lease, pending).await?;
+            return Ok(Ending::Finished(Outcome::Failed { error }));
+        }
+        if let Some(Interrupt::LeaseLost(why)) = interrupted {
+            return Ok(Ending::Abandoned(why));
+        }
+        if !pending.is_empty() {
+            ctx.store.append(&ctx.lease, pending).await?;
+        }
+        if let Some(Interrupt::Suspend(s)) = interrupted {
+            return Ok(Ending::Parked(s));
+        }
+        let outcome = match result {
+            Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Outcome::Completed { output },
+                Err(e) => Outcome::Failed {
+                    error: RunError {
+                        kind: RunErrorKind::InvalidJson,
+                        message: format!("the workflow returned output that is not JSON: {e}"),
+                    },
+                },
+            },
+            Ok(Err(bindings::types::StepError::Retryable(message))) => {
+                Outcome::Failed { error: RunError { kind: RunErrorKind::Retryable, message } }
+            }
+            Ok(Err(bindings::types::StepError::Fatal(message))) => {
+                Outcome::Failed { error: RunError { kind: RunErrorKind::Fatal, message } }
+            }
+            Err(e) => Outcome::Failed { error: classify(&e, memory_hit, &String::from_utf8_lossy(&stderr.contents())) },
+        };
+        Ok(Ending::Finished(outcome))
+    }
+}
+
+/// A lone-step run: one step call at seq 0, retried under the policy.
+async fn execute_lone_step(ctx: &Arc<RunCtx>) -> Ending {
+    let journal = match ctx.store.journal(&ctx.run.id).await {
+        Ok(j) => j,
+        Err(e) => return Ending::Abandoned(e.to_string()),
+    };
+    let recorder = Recorder::workflow(ctx.run.id, journal);
+    let (seq, recorded) = recorder.take_seq();
+    let call = crate::engine::bindings::orchestration::StepCall {
+        name: ctx.run.component.clone(),
+        step: ctx.run.component.clone(),
+        input: ctx.run.input.clone(),
+        options: None,
+    };
+    match ctx.step_call(&recorder, seq, recorded, &call).await {
+        Ok(StepOutcome::Done(Ok(output))) => Ending::Finished(Outcome::Completed { output }),
+        Ok(StepOutcome::Done(Err(error))) => Ending::Finished(Outcome::Failed { error }),
+        Ok(StepOutcome::Park(at)) => Ending::Parked(Suspension { wake_at: Some(at), event: None }),
+        Err(Interrupt::LeaseLost(why)) => Ending::Abandoned(why),
+        Err(Interrupt::Suspend(s)) => Ending::Parked(s),
+        Err(Interrupt::Nondeterministic) => {
+            let message = recorder.divergence().map_or_else(|| "nondeterministic".to_owned(), |d| describe(&d));
+            Ending::Finished(Outcome::Failed { error: RunError { kind: RunErrorKind::Nondeterministic, message } })
+        }
+    }
+}
+
+/// The message of a nondeterminism failure: where, and both sides.
+pub fn describe(d: &Divergence) -> String {
+    let mut out = d.to_string();
+    if let Some(r) = &d.recorded {
+        out.push_str(&format!("\n  journal: {} `{}` request {}", r.kind, r.name, cut(&r.request, 300)));
+    }
+    if let Some(a) = &d.actual {
+        out.push_str(&format!("\n  now:     {} `{}` request {}", a.kind, a.name, cut(&a.request, 300)));
+    }
+    out
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max { text.to_owned() } else { text.chars().take(max).chain(['…']).collect() }
+}
+
+fn classify(e: &wasmtime::Error, memory_hit: Option<usize>, stderr: &str) -> RunError {
+    if memory_hit.is_some() {
+        return RunError { kind: RunErrorKind::MemoryLimit, message: "the workflow hit its memory cap".into() };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => RunError {
+            kind: RunErrorKind::FuelExhausted,
+            message: format!("the workflow used more than {WORKFLOW_FUEL} fuel in one execution (an endless loop?)"),
+        },
+        Some(trap) => {
+            let said = stderr.trim();
+            let message = if said.is_empty() {
+                format!("the workflow trapped: {trap}")
+            } else {
+                format!("the workflow trapped: {trap}\n{said}")
+            };
+            RunError { kind: RunErrorKind::Trap, message }
+        }
+        None => RunError { kind: RunErrorKind::Host, message: format!("the workflow could not run: {e:#}") },
+    }
+}

@@ -1,0 +1,224 @@
+//! The worker: claims ready runs under leases, executes them concurrently,
+//! keeps their leases alive, and sleeps until the next timer when idle.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::run::{Ending, Executor, RunCtx, RunPolicy};
+use super::steps::StepResolver;
+use crate::domain::Run;
+use crate::domain::{Micros, RunId, RunStatus};
+use crate::engine::{Engine, Secrets};
+use crate::store::{self, Lease, Store};
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Lease owner name of this worker.
+    pub owner: String,
+    /// How long a claim holds without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How often leases are renewed (and cancellation noticed).
+    pub heartbeat: Duration,
+    /// Runs executing at once.
+    pub max_runs: usize,
+    /// Longest sleep between looks for ready runs.
+    pub poll: Duration,
+    pub policy: RunPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            owner: format!("worker-{}", std::process::id()),
+            lease_ttl: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+            max_runs: 64,
+            poll: Duration::from_millis(100),
+            policy: RunPolicy::default(),
+        }
+    }
+}
+
+/// When [`Worker::run`] returns.
+#[derive(Clone, Debug)]
+pub enum Until {
+    /// When this run is final.
+    Final(RunId),
+    /// When this run is final or parked.
+    Settled(RunId),
+    /// When nothing is running and nothing is ready or due.
+    Idle,
+    /// Never (until the future is dropped).
+    Forever,
+}
+
+/// Claims and executes runs.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    executor: Arc<Executor>,
+    steps: Arc<StepResolver>,
+    secrets: Arc<Secrets>,
+    config: WorkerConfig,
+    /// Endings of the runs executed, for reports.
+    endings: Arc<Mutex<Vec<(RunId, String)>>>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<Engine>,
+        steps: Arc<StepResolver>,
+        secrets: Arc<Secrets>,
+        config: WorkerConfig,
+    ) -> Result<Self, String> {
+        let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
+        Ok(Self { store, engine, executor, steps, secrets, config, endings: Arc::default() })
+    }
+
+    /// Claims and executes runs until `until` holds.
+    pub async fn run(&self, until: Until) -> Result<(), store::Error> {
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
+            if self.done(&until, in_flight.is_empty()).await? {
+                in_flight.shutdown().await;
+                return Ok(());
+            }
+            let free = self.config.max_runs.saturating_sub(in_flight.len());
+            let claimed = if free > 0 {
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                self.store.claim_ready(&self.config.owner, self.config.lease_ttl, Micros::now(), limit).await?
+            } else {
+                Vec::new()
+            };
+            let idle = claimed.is_empty();
+            for (run, lease) in claimed {
+                let job = self.job(run, lease);
+                in_flight.spawn(job);
+            }
+            if idle {
+                let nap = match self.store.next_wake().await? {
+                    Some(at) => at.since(Micros::now()).min(self.config.poll),
+                    None => self.config.poll,
+                };
+                tokio::select! {
+                    Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                        if let Err(e) = done { tracing::error!(error = %e, "a run's task failed"); }
+                    }
+                    () = tokio::time::sleep(nap) => {}
+                }
+            }
+            while let Some(done) = in_flight.try_join_next() {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "a run's task failed");
+                }
+            }
+        }
+    }
+
+    async fn done(&self, until: &Until, nothing_running: bool) -> Result<bool, store::Error> {
+        Ok(match until {
+            Until::Final(id) | Until::Settled(id) => {
+                let run = self.store.run(id).await?.ok_or_else(|| store::Error::NotFound(format!("run {id}")))?;
+                run.status.is_final() || (matches!(until, Until::Settled(_)) && run.status == RunStatus::Waiting)
+            }
+            Until::Forever => false,
+            Until::Idle => {
+                // Runs held by another (possibly dead) process count: once
+                // their lease expires they are ready here.
+                let any = |status| async move {
+                    let filter = store::RunFilter { status: Some(status), limit: 1, ..Default::default() };
+                    self.store.list_runs(&filter).await.map(|r| !r.is_empty())
+                };
+                nothing_running
+                    && self.store.next_wake().await?.is_none()
+                    && !any(RunStatus::Queued).await?
+                    && !any(RunStatus::Running).await?
+            }
+        })
+    }
+
+    /// The task executing one claimed run, with its heartbeat.
+    fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (store, engine, executor, steps, secrets, config, endings) = (
+            self.store.clone(),
+            self.engine.clone(),
+            self.executor.clone(),
+            self.steps.clone(),
+            self.secrets.clone(),
+            self.config.clone(),
+            self.endings.clone(),
+        );
+        async move {
+            let id = run.id;
+            let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
+            let text = match &ending {
+                Ok(e) => format!("{e:?}"),
+                Err(e) => {
+                    tracing::error!(run = %id, error = %e, "executing the run failed");
+                    e.to_string()
+                }
+            };
+            endings.lock().unwrap_or_else(|e| e.into_inner()).push((id, text));
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    executor: Arc<Executor>,
+    steps: Arc<StepResolver>,
+    secrets: Arc<Secrets>,
+    config: WorkerConfig,
+    run: Run,
+    lease: Lease,
+) -> Result<Ending, store::Error> {
+    let component = store
+        .component(&run.component_hash)
+        .await?
+        .ok_or_else(|| store::Error::NotFound(format!("component {} of run {}", run.component_hash, run.id)))?;
+    let loaded = match engine.load(&component.bytes).await {
+        Ok(l) => l,
+        Err(e) => {
+            let error = crate::domain::RunError { kind: crate::domain::RunErrorKind::Host, message: e.to_string() };
+            store.finish(&lease, Vec::new(), store::Outcome::Failed { error }, Micros::now()).await?;
+            return Ok(Ending::Finished(store::Outcome::Failed {
+                error: crate::domain::RunError { kind: crate::domain::RunErrorKind::Host, message: e.to_string() },
+            }));
+        }
+    };
+    let ctx = Arc::new(RunCtx {
+        store: store.clone(),
+        engine,
+        steps,
+        secrets,
+        policy: config.policy.clone(),
+        pinned_step: (loaded.world == crate::domain::World::Step).then(|| loaded.clone()),
+        run,
+        lease: lease.clone(),
+        last_event: Mutex::new(0),
+    });
+    let beat = async {
+        loop {
+            tokio::time::sleep(config.heartbeat).await;
+            if let Err(e) = store.heartbeat(&lease, config.lease_ttl, Micros::now()).await {
+                match e {
+                    store::Error::LeaseLost { .. } | store::Error::Conflict(_) | store::Error::NotFound(_) => return e,
+                    other => tracing::warn!(run = %lease.run_id, error = %other, "heartbeat failed; retrying"),
+                }
+            }
+        }
+    };
+    tokio::select! {
+        ending = executor.execute(ctx, &loaded) => ending,
+        lost = beat => {
+            tracing::info!(run = %lease.run_id, reason = %lost, "stopped the run: its lease is gone");
+            Ok(Ending::Abandoned(lost.to_string()))
+        }
+    }
+}

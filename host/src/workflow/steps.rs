@@ -1,0 +1,84 @@
+//! Finding the step components a workflow calls by name.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::domain::{Micros, World};
+use crate::engine::{Engine, Loaded};
+use crate::store::{Component, Store};
+
+/// Resolves step names to loaded components: explicit `NAME=FILE` bindings
+/// first, then `<dir>/<name with - as _>.wasm` in the step folders given
+/// (e.g. the output of `ferry build`). Each component is stored in the
+/// store by hash the first time it is used, so the journal's runs can name
+/// exactly what ran.
+pub struct StepResolver {
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    files: HashMap<String, PathBuf>,
+    dirs: Vec<PathBuf>,
+    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+}
+
+impl StepResolver {
+    pub fn new(
+        engine: Arc<Engine>,
+        store: Arc<dyn Store>,
+        files: HashMap<String, PathBuf>,
+        dirs: Vec<PathBuf>,
+    ) -> Self {
+        Self { engine, store, files, dirs, loaded: Mutex::new(HashMap::new()) }
+    }
+
+    /// The component of step `name`, or why there is none.
+    pub async fn get(&self, name: &str) -> Result<Arc<Loaded>, String> {
+        if let Some(l) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(l.clone());
+        }
+        let path = self.path_of(name).ok_or_else(|| {
+            format!(
+                "no step named `{name}`: bind it with --step {name}=FILE.wasm, or build it into one of: {}",
+                if self.dirs.is_empty() {
+                    "(no step folders)".to_owned()
+                } else {
+                    self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                }
+            )
+        })?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read step `{name}` from {}: {e}", path.display()))?;
+        let loaded = self.engine.load(&bytes).await.map_err(|e| format!("step `{name}` ({}): {e}", path.display()))?;
+        if loaded.world != World::Step {
+            return Err(format!("`{name}` ({}) is a {}, not a step", path.display(), loaded.world));
+        }
+        let component = Component { hash: loaded.hash.clone(), world: World::Step, bytes, created_at: Micros::now() };
+        self.store.put_component(&component).await.map_err(|e| format!("cannot store step `{name}`: {e}"))?;
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn path_of(&self, name: &str) -> Option<PathBuf> {
+        if let Some(p) = self.files.get(name) {
+            return Some(p.clone());
+        }
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        self.dirs.iter().map(|d| d.join(&file)).find(|p| p.exists())
+    }
+
+    /// The default step folder: `steps/target/wasm32-wasip2/release` under
+    /// the working folder or the nearest parent that has one.
+    pub fn default_dirs() -> Vec<PathBuf> {
+        let Ok(cwd) = std::env::current_dir() else { return Vec::new() };
+        cwd.ancestors().map(|d| d.join("steps/target/wasm32-wasip2/release")).find(|p| p.is_dir()).into_iter().collect()
+    }
+
+    /// Parses `NAME=FILE` bindings.
+    pub fn parse_binding(text: &str) -> Result<(String, PathBuf), String> {
+        let (name, file) = text.split_once('=').ok_or_else(|| format!("`{text}` is not NAME=FILE.wasm"))?;
+        if name.is_empty() || file.is_empty() {
+            return Err(format!("`{text}` is not NAME=FILE.wasm"));
+        }
+        Ok((name.to_owned(), Path::new(file).to_path_buf()))
+    }
+}
