@@ -253,3 +253,56 @@ fn a_changed_workflow_resumed_on_an_old_journal_fails_as_nondeterministic() {
     let timeline = String::from_utf8_lossy(&sb.ferry(&["show", &id]).stdout).into_owned();
     assert!(timeline.contains("nondeterministic"), "ferry show tells: {timeline}");
 }
+
+#[test]
+fn a_child_workflow_runs_and_its_output_returns_to_the_parent() {
+    let server = TestServer::start();
+    let sb = Sandbox::new();
+    let input = json!({"url": server.url(""), "steps": 2}).to_string();
+    let (code, out) = sb.run_workflow("wf-parent", &input, &["--allow-host", &server.addr.to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["output"]["child"]["results"].as_array().map(Vec::len), Some(2), "{out}");
+    assert_eq!(server.count("step-0"), 1);
+    let shown = sb.show(out["run_id"].as_str().unwrap_or_default());
+    let child = entries(&shown, "child-run");
+    assert_eq!(child.len(), 2, "started and finished: {shown}");
+}
+
+#[test]
+fn cancel_stops_the_steps_in_flight() {
+    let server = TestServer::start();
+    let sb = Sandbox::new();
+    let input = json!({"url": server.url(""), "ms": 20_000}).to_string();
+    let dir = guests().to_str().unwrap_or_default().to_owned();
+    let wasm = crate::support::guest("wf-fanout");
+    let mut child = sb
+        .command(&[
+            "exec",
+            wasm.to_str().unwrap_or_default(),
+            "--input",
+            &input,
+            "--steps-dir",
+            &dir,
+            "--allow-host",
+            &server.addr.to_string(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn ferry: {e}"));
+    wait_for("six pulls in flight", Duration::from_secs(60), || server.requests_to("/slow").len() == 6);
+    let id = latest_run(&sb);
+    let out = sb.ferry(&["cancel", &id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The process running it notices and stops without waiting for the 20 s pulls.
+    let mut exited = None;
+    wait_for("the worker to stop the run", Duration::from_secs(15), || {
+        exited = child.try_wait().ok().flatten();
+        exited.is_some()
+    });
+    let shown = sb.show(&id);
+    assert_eq!(shown["run"]["status"], "cancelled");
+    assert!(steps_of(&shown).is_empty(), "no pull finished: {shown}");
+    assert_eq!(server.count("after"), 0);
+}

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::run::StepOutcome;
 use super::state::{Interrupt, Suspension, WorkflowState};
-use crate::domain::{Entry, EntryKey, EntryKind, EntryStatus, Micros, RunError, RunErrorKind};
+use crate::domain::{Entry, EntryKey, EntryKind, EntryStatus, Micros, RunError, RunErrorKind, RunId};
 use crate::engine::bindings::orchestration::{Host, StepCall};
 use crate::engine::bindings::types::StepError;
 use crate::engine::recorder::{Call, Divergence};
@@ -172,15 +172,99 @@ impl Host for WorkflowState {
         &mut self,
         name: String,
         workflow: String,
-        _input: String,
+        input: String,
     ) -> wasmtime::Result<Result<String, StepError>> {
-        // Child runs need deployments (names resolving to workflow versions),
-        // which the daemon brings; until then the call fails plainly rather
-        // than pretending.
-        let _ = self.ctx.recorder.take_seq();
-        Ok(Err(StepError::Fatal(format!(
-            "call-workflow `{name}` ({workflow}): child workflow runs are not available on this host yet"
-        ))))
+        let (seq, recorded) = self.ctx.recorder.take_seq();
+        let request = json!({ "workflow": workflow, "input": input }).to_string();
+        let call = Call { kind: EntryKind::ChildRun, name, request };
+        self.check(&recorded, &call)?;
+        // (seq, 0): the child run was started; (seq, 1): how it ended.
+        if let Some(done) = recorded.iter().find(|e| e.key.attempt == 1) {
+            return Ok(child_result(done.response.as_deref()));
+        }
+        let child = match recorded.iter().find(|e| e.key.attempt == 0) {
+            Some(e) => {
+                let value: Value = serde_json::from_str(e.response.as_deref().unwrap_or("null"))?;
+                value["child"].as_str().unwrap_or_default().parse::<RunId>().map_err(wasmtime::Error::msg)?
+            }
+            None => match start_child(self.run.clone(), seq, &workflow, &input).await {
+                Ok(id) => {
+                    self.ctx.recorder.push([self.entry(seq, 0, &call, json!({ "child": id }).to_string())]);
+                    id
+                }
+                Err(Ok(message)) => {
+                    let ended = json!({ "error": { "kind": "fatal", "message": message } }).to_string();
+                    self.ctx.recorder.push([self.entry(seq, 1, &call, ended.clone())]);
+                    return Ok(child_result(Some(&ended)));
+                }
+                Err(Err(why)) => return Err(self.interrupt(why)),
+            },
+        };
+        let run = self.run.store.run(&child).await.map_err(|e| self.interrupt(Interrupt::LeaseLost(e.to_string())))?;
+        match run {
+            Some(r) if r.status.is_final() => {
+                let ended = json!({ "child": r.id, "output": r.output, "error": r.error }).to_string();
+                self.ctx.recorder.push([self.entry(seq, 1, &call, ended.clone())]);
+                Ok(child_result(Some(&ended)))
+            }
+            _ => {
+                Err(self
+                    .interrupt(Interrupt::Suspend(Suspension { wake_at: None, event: Some(finished_event(&child)) })))
+            }
+        }
+    }
+}
+
+/// Creates the child run of the call at `seq` (once: its idempotency key is
+/// derived from the parent and `seq`, so a parent resumed after a crash
+/// finds the child it already started).
+async fn start_child(
+    run: std::sync::Arc<super::run::RunCtx>,
+    seq: u32,
+    workflow: &str,
+    input: &str,
+) -> Result<RunId, Result<String, Interrupt>> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(input).is_err() {
+        return Err(Ok(format!("the input of child workflow `{workflow}` is not JSON")));
+    }
+    let loaded = run.steps.get_workflow(workflow).await.map_err(Ok)?;
+    let new = crate::domain::NewRun {
+        id: RunId::new(),
+        kind: crate::domain::World::Workflow,
+        component: workflow.to_owned(),
+        component_hash: loaded.hash.clone(),
+        input: input.to_owned(),
+        idempotency_key: Some(child_key(&run.run.id, seq)),
+        created_at: Micros::now(),
+    };
+    let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
+    Ok(created.run().id)
+}
+
+/// The idempotency key of the child run started at `seq` of `parent`.
+fn child_key(parent: &RunId, seq: u32) -> String {
+    format!("{CHILD_KEY_PREFIX}{parent}/{seq}")
+}
+
+/// Idempotency keys of child runs start with this.
+pub const CHILD_KEY_PREFIX: &str = "ferry:child:";
+
+/// The event a parent waits for while its child runs.
+pub fn finished_event(child: &RunId) -> String {
+    format!("ferry:run-finished:{child}")
+}
+
+/// The workflow's view of a child run's end.
+fn child_result(ended: Option<&str>) -> Result<String, StepError> {
+    let value: Value = ended.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
+    match value.get("output").and_then(Value::as_str) {
+        Some(output) => Ok(output.to_owned()),
+        None => {
+            let error: Option<RunError> = value.get("error").and_then(|e| serde_json::from_value(e.clone()).ok());
+            Err(to_step_error(
+                error.unwrap_or(RunError { kind: RunErrorKind::Fatal, message: "the child run failed".into() }),
+            ))
+        }
     }
 }
 

@@ -306,6 +306,15 @@ impl Executor {
         match &ending {
             Ending::Finished(outcome) => {
                 ctx.store.finish(&ctx.lease, Vec::new(), outcome.clone(), now).await?;
+                // A child run wakes its parent.
+                if ctx
+                    .run
+                    .idempotency_key
+                    .as_deref()
+                    .is_some_and(|k| k.starts_with(super::orchestration::CHILD_KEY_PREFIX))
+                {
+                    ctx.store.send_event(&super::orchestration::finished_event(&ctx.run.id), "{}", now).await?;
+                }
             }
             Ending::Parked(s) => {
                 let park = Park { wake_at: s.wake_at, event: s.event.clone() };

@@ -8,7 +8,7 @@ use crate::domain::{Micros, World};
 use crate::engine::{Engine, Loaded};
 use crate::store::{Component, Store};
 
-/// Resolves step names to loaded components: explicit `NAME=FILE` bindings
+/// Resolves step (and child workflow) names to loaded components: explicit `NAME=FILE` bindings
 /// first, then `<dir>/<name with - as _>.wasm` in the step folders given
 /// (e.g. the output of `ferry build`). Each component is stored in the
 /// store by hash the first time it is used, so the journal's runs can name
@@ -33,8 +33,21 @@ impl StepResolver {
 
     /// The component of step `name`, or why there is none.
     pub async fn get(&self, name: &str) -> Result<Arc<Loaded>, String> {
+        self.load(name, World::Step).await
+    }
+
+    /// The component of workflow `name` (for child runs), or why there is none.
+    pub async fn get_workflow(&self, name: &str) -> Result<Arc<Loaded>, String> {
+        self.load(name, World::Workflow).await
+    }
+
+    async fn load(&self, name: &str, world: World) -> Result<Arc<Loaded>, String> {
         if let Some(l) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
-            return Ok(l.clone());
+            return if l.world == world {
+                Ok(l.clone())
+            } else {
+                Err(format!("`{name}` is a {}, not a {world}", l.world))
+            };
         }
         let path = self.path_of(name).ok_or_else(|| {
             format!(
@@ -49,10 +62,10 @@ impl StepResolver {
         let bytes =
             std::fs::read(&path).map_err(|e| format!("cannot read step `{name}` from {}: {e}", path.display()))?;
         let loaded = self.engine.load(&bytes).await.map_err(|e| format!("step `{name}` ({}): {e}", path.display()))?;
-        if loaded.world != World::Step {
-            return Err(format!("`{name}` ({}) is a {}, not a step", path.display(), loaded.world));
+        if loaded.world != world {
+            return Err(format!("`{name}` ({}) is a {}, not a {world}", path.display(), loaded.world));
         }
-        let component = Component { hash: loaded.hash.clone(), world: World::Step, bytes, created_at: Micros::now() };
+        let component = Component { hash: loaded.hash.clone(), world, bytes, created_at: Micros::now() };
         self.store.put_component(&component).await.map_err(|e| format!("cannot store step `{name}`: {e}"))?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), loaded.clone());
         Ok(loaded)
