@@ -54,6 +54,7 @@ fn call(run_id: RunId, seq: u32) -> StepCall {
         allow: AllowList::default(),
         secrets: Arc::new(Secrets::default()),
         replay: None,
+        changed: false,
     }
 }
 
@@ -102,6 +103,7 @@ fn bench(c: &mut Criterion) {
                 input: INPUT.into(),
                 idempotency_key: None,
                 created_at: Micros::now(),
+                origin: None,
             };
             let id = run.id;
             store.create_run(run).await.expect("create");
@@ -166,6 +168,7 @@ fn bench(c: &mut Criterion) {
                     input,
                     idempotency_key: None,
                     created_at: Micros::now(),
+                    origin: None,
                 };
                 let id = run.id;
                 store.create_run(run).await.expect("create");

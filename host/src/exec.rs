@@ -94,6 +94,7 @@ impl Host {
                 input: input.to_owned(),
                 idempotency_key: opts.idempotency_key.clone(),
                 created_at: Micros::now(),
+                origin: None,
             })
             .await?;
         let run = match created {
@@ -120,6 +121,7 @@ impl Host {
                     allow: opts.allow,
                     secrets: self.secrets.clone(),
                     replay: None,
+                    changed: false,
                 },
             )
             .await;
@@ -172,6 +174,7 @@ impl Host {
                 input: input.to_owned(),
                 idempotency_key: opts.idempotency_key.clone(),
                 created_at: Micros::now(),
+                origin: None,
             })
             .await?;
         let executed = matches!(created, Created::New(_));

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod domain;
 pub mod engine;
 pub mod exec;
+pub mod replay;
 pub mod store;
 pub mod telemetry;
 pub mod workflow;

@@ -8,5 +8,6 @@ mod support;
 
 mod cli;
 mod limits;
+mod replay;
 mod sandbox;
 mod workflows;

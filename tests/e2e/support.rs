@@ -40,7 +40,7 @@ pub fn guests() -> &'static Path {
             String::from_utf8_lossy(&out.stderr)
         );
         let listed: Value = serde_json::from_slice(&out.stdout).expect("ferry build --json prints JSON");
-        assert!(listed.as_array().is_some_and(|a| a.len() >= 17), "expected every step to be built: {listed}");
+        assert!(listed.as_array().is_some_and(|a| a.len() >= 22), "expected every step to be built: {listed}");
         target.join("wasm32-wasip2").join("release")
     })
 }
@@ -134,6 +134,7 @@ pub type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
 ///   while `tag` is the gate (see [`TestServer::hold`]) the request waits.
 /// - `GET /flaky/{key}?fail=N`: 503 for the first N calls per key, then 200.
 /// - `GET /slow?ms=M`: answers after M ms.
+/// - `GET /pages/{n}`: page 1 has rows and `next: /pages/2`; page 2 is a 504.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -168,7 +169,8 @@ impl TestServer {
             *n += 1;
             *n
         };
-        let (r1, r2, r3, r4, r5) = (record.clone(), record.clone(), record.clone(), record.clone(), record);
+        let (r1, r2, r3, r4, r5, r6) =
+            (record.clone(), record.clone(), record.clone(), record.clone(), record.clone(), record);
         let (c1, c2, g1) = (counts.clone(), counts.clone(), gate.clone());
         let app = axum::Router::new()
             .route(
@@ -210,6 +212,17 @@ impl TestServer {
                         axum::Json(serde_json::json!({"key": key, "calls": n})).into_response()
                     },
                 ),
+            )
+            .route(
+                "/pages/{n}",
+                get(move |UrlPath(n): UrlPath<u32>, headers: axum::http::HeaderMap| async move {
+                    r6(&format!("/pages/{n}"), &headers);
+                    match n {
+                        1 => axum::Json(serde_json::json!({"rows": [1, 2], "next": "/pages/2"})).into_response(),
+                        2 => (axum::http::StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response(),
+                        _ => axum::Json(serde_json::json!({"rows": [], "next": null})).into_response(),
+                    }
+                }),
             )
             .route(
                 "/slow",

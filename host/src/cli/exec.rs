@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = match world {
         World::Step => host.exec_step(&bytes, &name, &input, opts).await?,
         World::Workflow => {
-            let worker = args.worker.worker(&host, opts.clone())?;
+            let worker = args.worker.worker(&host, opts.limits)?;
             host.exec_workflow(&bytes, &name, &input, opts, &worker, args.detach).await?
         }
     };

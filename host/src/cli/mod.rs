@@ -6,6 +6,7 @@ mod demo;
 mod events;
 mod exec;
 mod format;
+mod replay;
 mod runs;
 mod show;
 mod work;
@@ -71,6 +72,12 @@ enum Command {
     SendEvent(events::SendArgs),
     /// Cancel a run that is queued, running or waiting.
     Cancel(events::CancelArgs),
+    /// Re-execute a recorded run offline against its journal: no side effects.
+    Replay(replay::ReplayArgs),
+    /// Write a run's recording to a file that `ferry replay --from-file` reads.
+    Export(replay::ExportArgs),
+    /// Start a new run that keeps the journal before a step and executes the rest for real.
+    Rerun(replay::RerunArgs),
 }
 
 impl Cli {
@@ -85,6 +92,9 @@ impl Cli {
             Command::Work(args) => work::run(args).await,
             Command::SendEvent(args) => events::send(args).await,
             Command::Cancel(args) => events::cancel(args).await,
+            Command::Replay(args) => replay::replay(args).await,
+            Command::Export(args) => replay::export(args).await,
+            Command::Rerun(args) => replay::rerun(args).await,
         }
     }
 }
@@ -118,18 +128,24 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
+    /// Binds step `name` to `file`, over any earlier binding.
+    fn bind_step(&mut self, name: &str, file: &std::path::Path) {
+        self.steps.push((name.to_owned(), file.to_path_buf()));
+    }
+
     /// A worker over `host`'s store and engine.
     fn worker(
         &self,
         host: &crate::exec::Host,
-        opts: crate::exec::ExecOptions,
+        limits: crate::domain::Limits,
     ) -> anyhow::Result<crate::workflow::Worker> {
         use crate::workflow::{RunPolicy, StepResolver, Worker, WorkerConfig};
         let dirs = if self.steps_dirs.is_empty() { StepResolver::default_dirs() } else { self.steps_dirs.clone() };
         let resolver =
             StepResolver::new(host.engine.clone(), host.store.clone(), self.steps.iter().cloned().collect(), dirs);
         let retry = crate::domain::RetryPolicy { max_attempts: self.max_attempts.max(1), ..Default::default() };
-        let policy = RunPolicy { retry, limits: opts.limits, allow: opts.allow, ..RunPolicy::default() };
+        let allow = crate::engine::AllowList::new(self.allow_hosts.iter().cloned());
+        let policy = RunPolicy { retry, limits, allow, ..RunPolicy::default() };
         let ttl = self.lease_ttl.max(std::time::Duration::from_millis(500));
         let config = WorkerConfig {
             owner: host.owner.clone(),

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use super::{StoreArgs, WorkerArgs};
 use crate::domain::Limits;
-use crate::engine::{AllowList, Secrets};
-use crate::exec::{ExecOptions, Host};
+use crate::engine::Secrets;
+use crate::exec::Host;
 use crate::workflow::Until;
 
 #[derive(Debug, clap::Args)]
@@ -24,12 +24,7 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = args.store.open_store().await?;
     let host = Host::new(store, args.store.engine()?, Secrets::from_env());
-    let opts = ExecOptions {
-        limits: Limits::default(),
-        allow: AllowList::new(args.worker.allow_hosts.iter().cloned()),
-        idempotency_key: None,
-    };
-    let worker = args.worker.worker(&host, opts)?;
+    let worker = args.worker.worker(&host, Limits::default())?;
     if args.until_idle {
         worker.run(Until::Idle).await?;
         eprintln!("idle: no run is ready or due");

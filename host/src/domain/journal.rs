@@ -192,6 +192,10 @@ pub struct Entry {
     pub finished_at: Micros,
     /// Fuel a step attempt consumed (instantiation included).
     pub fuel: Option<u64>,
+    /// Step attempts: the component that ran, as `name@sha256`, so a replay
+    /// loads exactly that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
 }
 
 impl Entry {

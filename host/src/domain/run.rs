@@ -202,6 +202,8 @@ pub struct NewRun {
     /// At most one run per (component, key).
     pub idempotency_key: Option<String>,
     pub created_at: Micros,
+    /// Why the run exists when it is not a plain submission (a rerun).
+    pub origin: Option<String>,
 }
 
 /// A run as stored.
@@ -229,6 +231,8 @@ pub struct Run {
     pub wake_at: Option<Micros>,
     /// While waiting: the name of the event that wakes it early.
     pub waiting_on: Option<String>,
+    /// Why the run exists when it is not a plain submission (a rerun).
+    pub origin: Option<String>,
 }
 
 #[cfg(test)]

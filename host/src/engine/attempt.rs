@@ -27,6 +27,8 @@ pub struct StepCall {
     pub secrets: Arc<Secrets>,
     /// Replay: the recorded child entries of this attempt. None runs live.
     pub replay: Option<Vec<Entry>>,
+    /// Replay of a changed component: log lines need not match.
+    pub changed: bool,
 }
 
 /// What one attempt did.
@@ -50,6 +52,7 @@ impl Engine {
     pub async fn run_step(&self, loaded: &Loaded, call: StepCall) -> Attempt {
         let started_at = Micros::now();
         let recorder = match call.replay.clone() {
+            Some(recorded) if call.changed => Recorder::replay_changed(call.run_id, call.seq, call.attempt, recorded),
             Some(recorded) => Recorder::replay(call.run_id, call.seq, call.attempt, recorded),
             None => Recorder::live(call.run_id, call.seq, call.attempt),
         };
@@ -130,6 +133,7 @@ impl Engine {
             started_at,
             finished_at,
             fuel: Some(fuel),
+            component: Some(format!("{}@{}", call.component, loaded.hash)),
         };
         Attempt { entry, children, outcome, fuel, divergence }
     }

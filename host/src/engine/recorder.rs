@@ -82,6 +82,9 @@ struct Inner {
     /// Offline replay: a call past the end of the record is a divergence.
     /// Otherwise (resuming a run) calls past the record run live.
     strict: bool,
+    /// Replay of a changed component: log lines (output only, never an
+    /// answer the guest depends on) are neither matched nor required.
+    loose_logs: bool,
     /// Entries recorded live (and, in strict replay, the ones matched).
     entries: Vec<Entry>,
     divergence: Option<Divergence>,
@@ -109,10 +112,33 @@ impl Recorder {
         Self::new(run_id, Scope::Attempt { seq, attempt }, recorded, true)
     }
 
+    /// Like [`Recorder::replay`] for a changed version of the step: the
+    /// calls that feed the guest must still match, but log lines may differ.
+    pub fn replay_changed(run_id: RunId, seq: u32, attempt: u32, recorded: Vec<Entry>) -> Self {
+        let kept: Vec<Entry> = recorded
+            .into_iter()
+            .filter(|e| e.kind != EntryKind::Log)
+            .enumerate()
+            .map(|(i, mut e)| {
+                e.key.child = u32::try_from(i).unwrap_or(u32::MAX - 1) + 1;
+                e
+            })
+            .collect();
+        let rec = Self::new(run_id, Scope::Attempt { seq, attempt }, kept, true);
+        rec.lock().loose_logs = true;
+        rec
+    }
+
     /// A recorder for a workflow execution over the run's journal so far:
     /// recorded calls are answered from it, later calls run live.
     pub fn workflow(run_id: RunId, journal: Vec<Entry>) -> Self {
         Self::new(run_id, Scope::Workflow, journal, false)
+    }
+
+    /// A recorder for the offline replay of a workflow: every call must
+    /// match the journal, and every journaled call must be made.
+    pub fn replay_workflow(run_id: RunId, journal: Vec<Entry>) -> Self {
+        Self::new(run_id, Scope::Workflow, journal, true)
     }
 
     fn new(run_id: RunId, scope: Scope, recorded: Vec<Entry>, strict: bool) -> Self {
@@ -134,6 +160,7 @@ impl Recorder {
             next,
             recorded: by_key,
             strict,
+            loose_logs: false,
             entries: Vec::new(),
             divergence: None,
             secrets: Vec::new(),
@@ -158,6 +185,25 @@ impl Recorder {
     /// Starts a call: see [`Begun`].
     pub fn begin(&self, call: Call) -> Begun {
         let mut inner = self.lock();
+        if inner.loose_logs && call.kind == EntryKind::Log {
+            let key = EntryKey { seq: 0, attempt: 0, child: 0 };
+            let request_hash = Entry::hash_request(&call.request);
+            return Begun::Recorded(Entry {
+                run_id: inner.run_id,
+                key,
+                kind: call.kind,
+                name: call.name,
+                request: call.request,
+                request_hash,
+                response: None,
+                status: crate::domain::EntryStatus::Ok,
+                error: None,
+                started_at: Micros::now(),
+                finished_at: Micros::now(),
+                fuel: None,
+                component: None,
+            });
+        }
         let n = inner.next;
         inner.next += 1;
         let key = match inner.scope {
@@ -248,6 +294,7 @@ impl Recorder {
             started_at,
             finished_at: Micros::now(),
             fuel: None,
+            component: None,
         });
     }
 

@@ -122,6 +122,7 @@ fn new_run(id: RunId, c: &Component, name: &str, key: Option<&str>) -> NewRun {
         input: r#"{"client":42}"#.to_owned(),
         idempotency_key: key.map(str::to_owned),
         created_at: T0,
+        origin: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn entry(run: RunId, seq: u32, attempt: u32, child: u32) -> Entry {
         started_at: at(1),
         finished_at: at(2),
         fuel: (child == 0).then_some(12_345),
+        component: None,
     }
 }
 

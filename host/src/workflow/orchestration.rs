@@ -54,6 +54,7 @@ impl WorkflowState {
             started_at: now,
             finished_at: now,
             fuel: None,
+            component: None,
         }
     }
 }
@@ -236,6 +237,7 @@ async fn start_child(
         input: input.to_owned(),
         idempotency_key: Some(child_key(&run.run.id, seq)),
         created_at: Micros::now(),
+        origin: None,
     };
     let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
     Ok(created.run().id)

@@ -183,6 +183,7 @@ impl RunCtx {
                     started_at,
                     finished_at: Micros::now(),
                     fuel: None,
+                    component: None,
                 }];
             }
         };
@@ -201,6 +202,7 @@ impl RunCtx {
                     allow: self.policy.allow.clone(),
                     secrets: self.secrets.clone(),
                     replay: None,
+                    changed: false,
                 },
             )
             .await;

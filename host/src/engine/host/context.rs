@@ -85,9 +85,24 @@ impl Host for Context {
                 let journaled = Secrets::journal_form(value.as_deref());
                 self.recorder.finish(key, call, started_at, Some(journaled), EntryStatus::Ok, None);
             }
-            // On replay the value comes from this host's configuration; the
-            // journal only proves whether one existed (and its hash).
-            Begun::Recorded(_) => {}
+            // On replay the value comes from this host's configuration when it
+            // is the same secret (same hash); otherwise the guest gets the
+            // redaction marker, which the recorded requests carry in its place.
+            Begun::Recorded(entry) => {
+                let recorded: Option<serde_json::Value> =
+                    entry.response.as_deref().and_then(|r| serde_json::from_str(r).ok());
+                let recorded_hash = recorded.as_ref().and_then(|r| r["sha256"].as_str().map(str::to_owned));
+                return Ok(match recorded_hash {
+                    None => None,
+                    Some(hash) if Secrets::journal_form(value.as_deref()).contains(&hash) => {
+                        if let Some(v) = &value {
+                            self.recorder.add_secret(v);
+                        }
+                        value
+                    }
+                    Some(_) => Some(crate::domain::REDACTED.to_owned()),
+                });
+            }
             Begun::Diverged(d) => return Err(nondeterministic(&d)),
         }
         if let Some(v) = &value {

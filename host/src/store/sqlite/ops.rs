@@ -60,7 +60,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
     }
     sqlx::query(
         "INSERT INTO runs (id, kind, component, component_hash, input, status, idempotency_key, \
-         created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         created_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run.id.to_string())
     .bind(run.kind.as_str())
@@ -70,6 +70,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
     .bind(RunStatus::Queued.as_str())
     .bind(run.idempotency_key.as_deref())
     .bind(run.created_at.0)
+    .bind(run.origin.as_deref())
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -100,6 +101,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
         lease_expires_at: None,
         wake_at: None,
         waiting_on: None,
+        origin: run.origin,
     }))
 }
 
@@ -406,8 +408,8 @@ async fn insert_entries(conn: &mut SqliteConnection, lease: &Lease, entries: &[E
         }
         sqlx::query(
             "INSERT INTO journal (run_id, seq, attempt, child, kind, name, request, request_hash, \
-             response, status, error, started_at, finished_at, fuel) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             response, status, error, started_at, finished_at, fuel, component) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(e.run_id.to_string())
         .bind(i64::from(e.key.seq))
@@ -423,6 +425,7 @@ async fn insert_entries(conn: &mut SqliteConnection, lease: &Lease, entries: &[E
         .bind(e.started_at.0)
         .bind(e.finished_at.0)
         .bind(fuel_to_sql(e.fuel))
+        .bind(e.component.as_deref())
         .execute(&mut *conn)
         .await
         .map_err(|err| {

@@ -18,7 +18,7 @@ macro_rules! run_columns {
     () => {
         "id, kind, component, component_hash, input, status, output, error_kind, error_message, \
          idempotency_key, created_at, started_at, finished_at, lease_owner, lease_epoch, \
-         lease_expires_at, wake_at, waiting_on"
+         lease_expires_at, wake_at, waiting_on, origin"
     };
 }
 
@@ -33,7 +33,7 @@ macro_rules! event_columns {
 macro_rules! entry_columns {
     () => {
         "run_id, seq, attempt, child, kind, name, request, request_hash, response, status, error, \
-         started_at, finished_at, fuel"
+         started_at, finished_at, fuel, component"
     };
 }
 
@@ -87,6 +87,7 @@ pub(super) struct RunRow {
     lease_expires_at: Option<i64>,
     wake_at: Option<i64>,
     waiting_on: Option<String>,
+    origin: Option<String>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -121,6 +122,7 @@ impl TryFrom<RunRow> for Run {
             lease_expires_at: row.lease_expires_at.map(Micros),
             wake_at: row.wake_at.map(Micros),
             waiting_on: row.waiting_on,
+            origin: row.origin,
         })
     }
 }
@@ -155,6 +157,7 @@ pub(super) struct EntryRow {
     started_at: i64,
     finished_at: i64,
     fuel: Option<i64>,
+    component: Option<String>,
 }
 
 impl TryFrom<EntryRow> for Entry {
@@ -180,6 +183,7 @@ impl TryFrom<EntryRow> for Entry {
             started_at: Micros(row.started_at),
             finished_at: Micros(row.finished_at),
             fuel: row.fuel.map(|f| u64::try_from(f).map_err(|_| bad_value(&what(), "fuel", f))).transpose()?,
+            component: row.component,
         })
     }
 }
@@ -294,6 +298,7 @@ mod tests {
             lease_expires_at: None,
             wake_at: None,
             waiting_on: None,
+            origin: None,
         }
     }
 
@@ -313,6 +318,7 @@ mod tests {
             started_at: 10,
             finished_at: 11,
             fuel: Some(7),
+            component: None,
         }
     }
 
