@@ -104,6 +104,7 @@ fn bench(c: &mut Criterion) {
                 idempotency_key: None,
                 created_at: Micros::now(),
                 origin: None,
+                flow: Default::default(),
             };
             let id = run.id;
             store.create_run(run).await.expect("create");
@@ -169,6 +170,7 @@ fn bench(c: &mut Criterion) {
                     idempotency_key: None,
                     created_at: Micros::now(),
                     origin: None,
+                    flow: Default::default(),
                 };
                 let id = run.id;
                 store.create_run(run).await.expect("create");

@@ -95,6 +95,7 @@ impl Host {
                 idempotency_key: opts.idempotency_key.clone(),
                 created_at: Micros::now(),
                 origin: None,
+                flow: Default::default(),
             })
             .await?;
         let run = match created {
@@ -175,6 +176,7 @@ impl Host {
                 idempotency_key: opts.idempotency_key.clone(),
                 created_at: Micros::now(),
                 origin: None,
+                flow: Default::default(),
             })
             .await?;
         let executed = matches!(created, Created::New(_));

@@ -1,9 +1,12 @@
 //! Ferry: durable workflows whose every step is a sandboxed, fuel-metered WebAssembly component.
 
+pub mod api;
 pub mod cli;
+pub mod daemon;
 pub mod domain;
 pub mod engine;
 pub mod exec;
+pub mod metrics;
 pub mod replay;
 pub mod store;
 pub mod telemetry;

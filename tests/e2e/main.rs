@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod daemon;
 mod limits;
 mod replay;
 mod sandbox;

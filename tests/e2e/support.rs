@@ -278,3 +278,147 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A `ferry serve` process on a free loopback port, on the sandbox's store.
+pub struct Daemon {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl Daemon {
+    /// Starts `ferry serve --listen 127.0.0.1:0 EXTRA…` and waits until it listens.
+    pub fn start(sb: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        for (flag, default) in [("--lease-ttl", "2s"), ("--grace", "5s")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, default]);
+            }
+        }
+        args.extend_from_slice(extra);
+        let mut cmd = sb.command(&args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ferry serve: {e}"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("ferry serve did not start listening"));
+        Self { url, child }
+    }
+
+    /// `ferry ARGS` pointed at this daemon (no `--db`).
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        Command::new(ferry_bin())
+            .args(args)
+            .env("FERRY_URL", &self.url)
+            .env_remove("FERRY_DB")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run ferry")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap_or_else(|e| panic!("wait for ferry serve: {e}"))
+    }
+
+    /// An HTTP request to the daemon: status and JSON body.
+    pub fn request(&self, method: &str, path: &str, body: Option<Vec<u8>>, token: Option<&str>) -> (u16, Value) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut req = client.request(
+                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}{path}", self.url),
+            );
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap_or_else(|e| panic!("request {path}: {e}"));
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        })
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.request("GET", path, None, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Deploys guest `name` as `as_name` through the API, with `config`.
+    pub fn deploy_api(&self, name: &str, as_name: &str, config: Value, schedule: Option<Value>) -> Value {
+        use base64::Engine as _;
+        let bytes = std::fs::read(guest(name)).unwrap_or_default();
+        let mut body = serde_json::json!({
+            "name": as_name,
+            "component_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+            "config": config,
+        });
+        if let Some(s) = schedule {
+            body["schedule"] = s;
+        }
+        let (status, resp) = self.request("POST", "/v1/deployments", Some(body.to_string().into_bytes()), None);
+        assert!(status == 201 || status == 200, "deploy {name}: {status} {resp}");
+        resp
+    }
+
+    /// Starts a run through the API; returns its id.
+    pub fn start_run(&self, workflow: &str, input: Value) -> String {
+        let body = serde_json::json!({ "workflow": workflow, "input": input }).to_string().into_bytes();
+        let (status, resp) = self.request("POST", "/v1/runs", Some(body), None);
+        assert_eq!(status, 201, "start {workflow}: {resp}");
+        resp["run"]["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Waits (with a deadline) until the run is final; returns it.
+    pub fn wait(&self, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let (status, resp) = self.request("POST", &format!("/v1/runs/{id}/wait?timeout_ms=5000"), None, None);
+            assert_eq!(status, 200, "wait {id}: {resp}");
+            let status = resp["run"]["status"].as_str().unwrap_or_default().to_owned();
+            if ["completed", "failed", "cancelled"].contains(&status.as_str()) {
+                return resp["run"].clone();
+            }
+            assert!(std::time::Instant::now() < deadline, "run {id} did not finish: {resp}");
+        }
+    }
+
+    /// Deploys guest `name` under `as_name` with `extra` flags.
+    pub fn deploy(&self, name: &str, as_name: &str, extra: &[&str]) -> Value {
+        let path = guest(name);
+        let mut args = vec!["deploy", path.to_str().unwrap_or_default(), "--name", as_name, "--json"];
+        args.extend_from_slice(extra);
+        let out = self.ferry(&args);
+        assert!(out.status.success(), "deploy {name}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -31,7 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let store = args.store.open_store().await?;
     let host = Host::new(store.clone(), args.store.engine()?, Secrets::from_env());
-    println!("\nstore: {}   (every call below is journaled there)\n", args.store.db);
+    println!("\nstore: {}   (every call below is journaled there)\n", args.store.db());
 
     println!("1. the `hello` step, three durable runs:");
     let hello = component("hello")?;

@@ -127,7 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The input text: literal JSON, `@FILE`, or `-` for standard input.
-fn read_input(arg: &str) -> anyhow::Result<String> {
+pub(super) fn read_input(arg: &str) -> anyhow::Result<String> {
     if arg == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)

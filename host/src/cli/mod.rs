@@ -1,13 +1,20 @@
 //! The `ferry` command line: one file per subcommand. anyhow lives here and
 //! in `main.rs` only.
 
+mod activate;
 mod build;
+mod client;
 mod demo;
+mod deploy;
+mod deployments;
 mod events;
 mod exec;
 mod format;
 mod replay;
+mod run;
 mod runs;
+mod schedules;
+mod serve;
 mod show;
 mod work;
 
@@ -31,9 +38,11 @@ pub struct Cli {
 /// Options of every command that opens the store.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
-    /// The store: a SQLite file path or `sqlite://` URL.
-    #[arg(long, env = "FERRY_DB", default_value = "ferry.db", global = true)]
-    db: String,
+    /// The store: a SQLite file path or `sqlite://` URL [default: ferry.db].
+    /// Commands that also talk to the daemon (`runs`, `show`, `cancel`,
+    /// `send-event`) use the store only when it is given.
+    #[arg(long, env = "FERRY_DB", global = true)]
+    db: Option<String>,
     /// fsync every commit group (default), or leave commits to the OS.
     #[arg(long, value_enum, env = "FERRY_DURABILITY", default_value_t = Durability::Fsync, global = true)]
     durability: Durability,
@@ -42,10 +51,34 @@ pub struct StoreArgs {
     cache_dir: PathBuf,
 }
 
+/// The store used when `--db` is not given.
+pub const DEFAULT_DB: &str = "ferry.db";
+
 impl StoreArgs {
+    /// The store's path or URL: `--db`, or `ferry.db` in the working folder.
+    fn db(&self) -> &str {
+        self.db.as_deref().unwrap_or(DEFAULT_DB)
+    }
+
     async fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let store = SqliteStore::open(&self.db, self.durability).await?;
+        let store = SqliteStore::open(self.db(), self.durability).await?;
         Ok(Arc::new(store))
+    }
+
+    /// Where a command that works on a store or on the daemon goes: the
+    /// store when `--db` (or FERRY_DB) is given, the daemon otherwise.
+    fn target(&self, daemon: &client::DaemonArgs) -> anyhow::Result<Option<client::Client>> {
+        if self.db.is_some() { Ok(None) } else { daemon.client().map(Some) }
+    }
+
+    /// Whether a command that found no daemon should use `./ferry.db`
+    /// instead (it says so on stderr).
+    fn fall_back(&self, err: &anyhow::Error, client: &client::Client) -> bool {
+        let fall_back = self.db.is_none() && client::is_unreachable(err) && std::path::Path::new(DEFAULT_DB).exists();
+        if fall_back {
+            eprintln!("note: no daemon answers at {}; using the store ./{DEFAULT_DB}", client.url());
+        }
+        fall_back
     }
 
     fn engine(&self) -> anyhow::Result<Arc<Engine>> {
@@ -78,6 +111,18 @@ enum Command {
     Export(replay::ExportArgs),
     /// Start a new run that keeps the journal before a step and executes the rest for real.
     Rerun(replay::RerunArgs),
+    /// Run the daemon: HTTP API, scheduler and workers.
+    Serve(serve::Args),
+    /// Deploy a component to the daemon as a new version of a name.
+    Deploy(deploy::Args),
+    /// List the daemon's deployments: every version of every name.
+    Deployments(deployments::Args),
+    /// Make a version of a deployment the one new runs take (a rollback).
+    Activate(activate::Args),
+    /// Start a run of a deployment on the daemon; `--wait` for its output.
+    Run(run::Args),
+    /// List the daemon's schedules and when they fire next.
+    Schedules(schedules::Args),
 }
 
 impl Cli {
@@ -95,6 +140,12 @@ impl Cli {
             Command::Replay(args) => replay::replay(args).await,
             Command::Export(args) => replay::export(args).await,
             Command::Rerun(args) => replay::rerun(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
+            Command::Deployments(args) => deployments::run(args).await,
+            Command::Activate(args) => activate::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Schedules(args) => schedules::run(args).await,
         }
     }
 }
@@ -157,5 +208,15 @@ impl WorkerArgs {
         };
         Worker::new(host.store.clone(), host.engine.clone(), Arc::new(resolver), host.secrets.clone(), config)
             .map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

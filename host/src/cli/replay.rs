@@ -46,7 +46,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             let mut rec = export.recording()?;
             // Components the file does not carry may be in a local store.
-            if rec.components.len() < export.components.len() && std::path::Path::new(&args.store.db).exists() {
+            if rec.components.len() < export.components.len() && std::path::Path::new(args.store.db()).exists() {
                 let store = args.store.open_store().await?;
                 for c in &export.components {
                     if !rec.components.contains_key(&c.hash)
@@ -294,6 +294,7 @@ pub async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
             idempotency_key: None,
             created_at: Micros::now(),
             origin: Some(format!("rerun of {id} from `{}`", args.from)),
+            flow: Default::default(),
         })
         .await?;
     let Created::New(new_run) = created else { bail!("a run with the new id already exists") };

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::StoreArgs;
+use super::client::{Client, DaemonArgs};
 use super::exec::pretty;
 use super::format::{duration, one_line, thousands};
-use crate::domain::{Entry, EntryKind, EntryStatus, Run, RunId};
+use crate::domain::{Entry, EntryKind, EntryStatus, Run, RunId, RunStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,21 +22,46 @@ pub struct Args {
     full: bool,
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let id: RunId = args.run.parse()?;
+    if let Some(client) = args.store.target(&args.daemon)? {
+        match from_daemon(&args, &id, &client).await {
+            Err(e) if args.store.fall_back(&e, &client) => {}
+            done => return done,
+        }
+    }
     let store = args.store.open_store().await?;
     let run = store
         .run(&id)
         .await?
-        .with_context(|| format!("no run {id} in the store {} (is --db right?)", args.store.db))?;
+        .with_context(|| format!("no run {id} in the store {} (is --db right?)", args.store.db()))?;
     let journal = store.journal(&id).await?;
     if args.json {
         let doc = serde_json::json!({ "run": run, "journal": journal });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", render(&run, &journal, args.full));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn from_daemon(args: &Args, id: &RunId, client: &Client) -> anyhow::Result<ExitCode> {
+    let reply = client.run(id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply.json)?);
+    } else {
+        let detail = reply.body;
+        let mut text = render(&detail.run.run, &detail.journal, args.full);
+        if let Some(reason) = detail.run.queue_reason.filter(|_| detail.run.run.status == RunStatus::Queued) {
+            // After the `status` line.
+            let at = text.find("\ncreated ").map_or(text.len(), |i| i + 1);
+            text.insert_str(at, &format!("queued  {reason}\n"));
+        }
+        print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
 }

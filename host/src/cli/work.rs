@@ -30,7 +30,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("idle: no run is ready or due");
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("working on {} (Ctrl-C to stop; runs in flight resume on the next start)", args.store.db);
+    eprintln!("working on {} (Ctrl-C to stop; runs in flight resume on the next start)", args.store.db());
     tokio::select! {
         r = worker.run(Until::Forever) => r?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),

@@ -204,6 +204,8 @@ pub struct NewRun {
     pub created_at: Micros,
     /// Why the run exists when it is not a plain submission (a rerun).
     pub origin: Option<String>,
+    /// Flow control from its deployment (none for runs outside deployments).
+    pub flow: super::Flow,
 }
 
 /// A run as stored.

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use super::{Component, Created, Error, Lease, Outcome, Park, RunFilter, Store};
 use crate::domain::{
-    ComponentHash, Entry, EntryKey, EntryKind, EntryStatus, Micros, NewRun, Run, RunError, RunErrorKind, RunId,
-    RunStatus, World,
+    ComponentHash, Deployment, DeploymentConfig, Entry, EntryKey, EntryKind, EntryStatus, Flow, Limit, Micros, NewRun,
+    Run, RunError, RunErrorKind, RunId, RunStatus, Schedule, World,
 };
 
 /// A fresh store for one case, with whatever keeps it alive (a temporary
@@ -71,6 +71,17 @@ macro_rules! contract_tests {
                 cancel_of_a_final_or_unknown_run_fails,
                 events_are_filtered_and_ordered,
                 next_wake_is_the_earliest_wake_at,
+                deploy_makes_versions_and_a_redeploy_of_the_same_is_a_no_op,
+                activate_changes_the_active_version,
+                deployments_lists_every_version,
+                schedules_are_put_listed_and_deleted,
+                fire_schedule_fires_a_tick_once,
+                concurrency_limit_holds_back_runs_of_a_busy_key,
+                waiting_runs_count_against_the_concurrency_limit,
+                rate_limit_holds_runs_until_the_period_has_passed,
+                queued_runs_go_by_priority_then_age,
+                queue_reasons_name_the_limit,
+                run_counts_count_runs_by_status,
             );
         }
     };
@@ -123,6 +134,7 @@ fn new_run(id: RunId, c: &Component, name: &str, key: Option<&str>) -> NewRun {
         idempotency_key: key.map(str::to_owned),
         created_at: T0,
         origin: None,
+        flow: Default::default(),
     }
 }
 
@@ -174,6 +186,37 @@ async fn parked(store: &dyn Store, id: RunId, wake_at: Option<Micros>, event: Op
 async fn ready_ids(store: &dyn Store, owner: &str, now: Micros) -> Vec<RunId> {
     let claimed = store.claim_ready(owner, TTL, now, 100).await.expect("claim_ready");
     claimed.into_iter().map(|(run, _)| run.id).collect()
+}
+
+/// A queued run of `name` created at `created_at` with flow control.
+async fn flowed(store: &dyn Store, id: RunId, name: &str, created_at: Micros, flow: Flow) -> Run {
+    let c = component(1);
+    store.put_component(&c).await.expect("put component");
+    let run = NewRun { created_at, flow, ..new_run(id, &c, name, None) };
+    store.create_run(run).await.expect("create run").run().clone()
+}
+
+/// At most `limit` runs of a key in progress.
+fn concurrency(key: &str, limit: u32) -> Flow {
+    Flow { concurrency: Some((key.to_owned(), limit)), ..Flow::default() }
+}
+
+/// At most `limit` runs of a key started per `secs` seconds.
+fn rate(key: &str, limit: u32, secs: i64) -> Flow {
+    Flow { rate: Some((key.to_owned(), limit, secs * 1_000_000)), ..Flow::default() }
+}
+
+fn schedule(name: &str, next_fire_at: Micros) -> Schedule {
+    Schedule {
+        name: name.to_owned(),
+        workflow: "report".into(),
+        cron: "0 21 * * FRI".into(),
+        timezone: "Europe/Amsterdam".into(),
+        input: r#"{"week":"current"}"#.into(),
+        next_fire_at,
+        last_fired_at: None,
+        created_at: T0,
+    }
 }
 
 /// A run claimed by `w1` at T0.
@@ -774,4 +817,283 @@ pub(crate) async fn event_sent_while_the_run_executes_is_not_lost(store: Arc<dyn
     store.send_event("rejected", "4", at(8)).await.unwrap();
     store.park(&lease, vec![], Park { wake_at: Some(at(1000)), event: Some("approved".into()) }).await.unwrap();
     assert_eq!(must_run(&*store, &other.id).await.wake_at, Some(at(1000)));
+}
+
+pub(crate) async fn deploy_makes_versions_and_a_redeploy_of_the_same_is_a_no_op(store: Arc<dyn Store>) {
+    let (c1, c2) = (component(1), component(2));
+    store.put_component(&c1).await.unwrap();
+    store.put_component(&c2).await.unwrap();
+    let config =
+        DeploymentConfig { concurrency: Some(Limit { limit: 1, key: Some("/client".into()) }), ..Default::default() };
+
+    let (v1, created) = store.deploy("report", &c1.hash, World::Workflow, &config, at(1)).await.unwrap();
+    assert!(created);
+    let expected = Deployment {
+        name: "report".into(),
+        version: 1,
+        hash: c1.hash.clone(),
+        world: World::Workflow,
+        config: config.clone(),
+        active: true,
+        created_at: at(1),
+    };
+    assert_eq!(v1, expected);
+    assert_eq!(store.deployment("report", None).await.unwrap(), Some(v1.clone()), "read back, active");
+
+    let (again, created) = store.deploy("report", &c1.hash, World::Workflow, &config, at(2)).await.unwrap();
+    assert_eq!((again, created), (v1.clone(), false), "same component and config: nothing changes");
+    assert_eq!(store.deployments().await.unwrap().len(), 1);
+
+    let other = DeploymentConfig { priority: 3, ..config.clone() };
+    let (v2, created) = store.deploy("report", &c1.hash, World::Workflow, &other, at(3)).await.unwrap();
+    assert_eq!((v2.version, v2.active, created, v2.config.priority), (2, true, true, 3), "a new config is a version");
+    let (v3, _) = store.deploy("report", &c2.hash, World::Workflow, &other, at(4)).await.unwrap();
+    assert_eq!((v3.version, v3.hash.clone()), (3, c2.hash.clone()), "a new component is a version");
+    // The same as an older, inactive version is a new version too.
+    let (v4, created) = store.deploy("report", &c1.hash, World::Workflow, &config, at(5)).await.unwrap();
+    assert_eq!((v4.version, created), (4, true));
+
+    assert_eq!(store.deployment("report", None).await.unwrap(), Some(v4));
+    let old = store.deployment("report", Some(1)).await.unwrap().expect("version 1");
+    assert_eq!(old, Deployment { active: false, ..v1 }, "older versions are kept, inactive");
+    assert_eq!(store.deployment("report", Some(9)).await.unwrap(), None);
+    assert_eq!(store.deployment("invoice", None).await.unwrap(), None);
+
+    let (first, _) = store.deploy("invoice", &c1.hash, World::Workflow, &config, at(6)).await.unwrap();
+    assert_eq!(first.version, 1, "versions count per name");
+    assert_not_found(store.deploy("report", &component(9).hash, World::Workflow, &config, at(7)).await);
+    assert_eq!(
+        store.deployment("report", None).await.unwrap().map(|d| d.version),
+        Some(4),
+        "a failed deploy changes nothing"
+    );
+}
+
+pub(crate) async fn activate_changes_the_active_version(store: Arc<dyn Store>) {
+    let (c1, c2) = (component(1), component(2));
+    store.put_component(&c1).await.unwrap();
+    store.put_component(&c2).await.unwrap();
+    let config = DeploymentConfig::default();
+    store.deploy("report", &c1.hash, World::Workflow, &config, at(1)).await.unwrap();
+    store.deploy("report", &c2.hash, World::Workflow, &config, at(2)).await.unwrap();
+
+    let back = store.activate("report", 1).await.unwrap();
+    assert_eq!((back.version, back.hash.clone(), back.active), (1, c1.hash.clone(), true));
+    assert_eq!(store.deployment("report", None).await.unwrap(), Some(back.clone()));
+    assert!(!store.deployment("report", Some(2)).await.unwrap().expect("version 2").active);
+    assert_eq!(store.activate("report", 1).await.unwrap(), back, "activating the active version is harmless");
+
+    assert_not_found(store.activate("report", 3).await);
+    assert_not_found(store.activate("invoice", 1).await);
+    assert_eq!(store.deployment("report", None).await.unwrap().map(|d| d.version), Some(1));
+
+    // A deploy compares with the active version and numbers after the newest.
+    let (same, created) = store.deploy("report", &c1.hash, World::Workflow, &config, at(3)).await.unwrap();
+    assert_eq!((same.version, created), (1, false));
+    let (next, created) = store.deploy("report", &c2.hash, World::Workflow, &config, at(4)).await.unwrap();
+    assert_eq!((next.version, created), (3, true));
+    let active: Vec<u32> =
+        store.deployments().await.unwrap().into_iter().filter(|d| d.active).map(|d| d.version).collect();
+    assert_eq!(active, [3], "one active version per name");
+}
+
+pub(crate) async fn deployments_lists_every_version(store: Arc<dyn Store>) {
+    assert!(store.deployments().await.unwrap().is_empty());
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    for (name, priority, secs) in [("report", 0, 1), ("invoice", 0, 2), ("report", 1, 3), ("report", 2, 4)] {
+        let config = DeploymentConfig { priority, ..Default::default() };
+        store.deploy(name, &c.hash, World::Workflow, &config, at(secs)).await.unwrap();
+    }
+    store.activate("report", 2).await.unwrap();
+    let listed: Vec<(String, u32, bool)> =
+        store.deployments().await.unwrap().into_iter().map(|d| (d.name, d.version, d.active)).collect();
+    let expected = [("invoice", 1, true), ("report", 3, false), ("report", 2, true), ("report", 1, false)];
+    assert_eq!(listed, expected.map(|(n, v, a)| (n.to_owned(), v, a)), "by name, newest version first");
+}
+
+pub(crate) async fn schedules_are_put_listed_and_deleted(store: Arc<dyn Store>) {
+    assert!(store.schedules().await.unwrap().is_empty());
+    let weekly = schedule("weekly", at(60));
+    let daily = Schedule { last_fired_at: Some(at(1)), ..schedule("daily", at(30)) };
+    store.put_schedule(&weekly).await.unwrap();
+    store.put_schedule(&daily).await.unwrap();
+    assert_eq!(store.schedules().await.unwrap(), [daily.clone(), weekly.clone()], "by name");
+
+    let replaced = Schedule { cron: "0 9 * * MON".into(), input: "null".into(), ..schedule("weekly", at(90)) };
+    store.put_schedule(&replaced).await.unwrap();
+    assert_eq!(store.schedules().await.unwrap(), [daily.clone(), replaced]);
+
+    store.delete_schedule("weekly").await.unwrap();
+    assert_eq!(store.schedules().await.unwrap(), [daily]);
+    assert_not_found(store.delete_schedule("weekly").await);
+    assert_not_found(store.delete_schedule("never").await);
+}
+
+pub(crate) async fn fire_schedule_fires_a_tick_once(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    store.put_schedule(&schedule("weekly", at(60))).await.unwrap();
+    let tick_run = |ms: u64, key: Option<&str>| NewRun {
+        origin: Some("schedule weekly".into()),
+        ..new_run(run_id(ms), &c, "report", key)
+    };
+
+    let run = store.fire_schedule("weekly", at(60), at(120), tick_run(1, None)).await.unwrap().expect("fired");
+    assert_eq!((run.id, run.status, run.origin.as_deref()), (run_id(1), RunStatus::Queued, Some("schedule weekly")));
+    assert_eq!(must_run(&*store, &run.id).await, run);
+    let stored = &store.schedules().await.unwrap()[0];
+    assert_eq!((stored.next_fire_at, stored.last_fired_at), (at(120), Some(at(60))));
+
+    assert_eq!(store.fire_schedule("weekly", at(60), at(120), tick_run(2, None)).await.unwrap(), None, "fired once");
+    assert_eq!(store.fire_schedule("weekly", at(90), at(120), tick_run(3, None)).await.unwrap(), None, "not the tick");
+    assert_eq!(store.fire_schedule("gone", at(60), at(120), tick_run(4, None)).await.unwrap(), None, "no schedule");
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [run_id(1)], "one run for the tick");
+
+    // A run that cannot be created leaves the tick unfired.
+    let orphan = NewRun { component_hash: component(9).hash, ..tick_run(5, None) };
+    assert_not_found(store.fire_schedule("weekly", at(120), at(180), orphan).await);
+    assert_eq!(store.schedules().await.unwrap()[0].next_fire_at, at(120));
+
+    // An idempotency key that has a run already gives that run.
+    let keyed = store.create_run(new_run(run_id(6), &c, "report", Some("week-7"))).await.unwrap();
+    let fired = store.fire_schedule("weekly", at(120), at(180), tick_run(7, Some("week-7"))).await.unwrap();
+    assert_eq!(fired.as_ref(), Some(keyed.run()));
+    assert_eq!(store.run(&run_id(7)).await.unwrap(), None);
+    let stored = &store.schedules().await.unwrap()[0];
+    assert_eq!((stored.next_fire_at, stored.last_fired_at), (at(180), Some(at(120))));
+}
+
+pub(crate) async fn concurrency_limit_holds_back_runs_of_a_busy_key(store: Arc<dyn Store>) {
+    let a1 = flowed(&*store, run_id(1), "report", at(1), concurrency("acme", 1)).await;
+    let a2 = flowed(&*store, run_id(2), "report", at(2), concurrency("acme", 1)).await;
+    let b1 = flowed(&*store, run_id(3), "report", at(3), concurrency("beta", 1)).await;
+    // The same key of another component is another slot.
+    let other = flowed(&*store, run_id(4), "invoice", at(4), concurrency("acme", 1)).await;
+    let g: Vec<Run> = {
+        let mut g = Vec::new();
+        for ms in 5..=7 {
+            g.push(
+                flowed(&*store, run_id(ms), "report", at(i64::try_from(ms).unwrap()), concurrency("gamma", 2)).await,
+            );
+        }
+        g
+    };
+    let free = flowed(&*store, run_id(8), "report", at(8), Flow::default()).await;
+
+    let claimed = store.claim_ready("w1", TTL, at(10), 100).await.unwrap();
+    let ids: Vec<RunId> = claimed.iter().map(|(run, _)| run.id).collect();
+    assert_eq!(ids, [a1.id, b1.id, other.id, g[0].id, g[1].id, free.id], "one batch respects the limits within it");
+    assert!(ready_ids(&*store, "w2", at(11)).await.is_empty(), "the keys are busy");
+    assert_eq!(must_run(&*store, &a2.id).await.status, RunStatus::Queued);
+
+    let lease = &claimed[0].1;
+    store.finish(lease, vec![], Outcome::Completed { output: "1".into() }, at(12)).await.unwrap();
+    assert_eq!(ready_ids(&*store, "w2", at(13)).await, [a2.id], "a slot came free");
+    store.cancel(&g[0].id, "enough", at(14)).await.unwrap();
+    assert_eq!(ready_ids(&*store, "w2", at(15)).await, [g[2].id]);
+
+    // A batch smaller than the queue looks past the runs its own claims hold back.
+    let d1 = flowed(&*store, run_id(9), "report", at(16), concurrency("delta", 1)).await;
+    flowed(&*store, run_id(10), "report", at(17), concurrency("delta", 1)).await;
+    let e1 = flowed(&*store, run_id(11), "report", at(18), concurrency("epsilon", 1)).await;
+    let batch = store.claim_ready("w3", TTL, at(20), 2).await.unwrap();
+    assert_eq!(batch.iter().map(|(r, _)| r.id).collect::<Vec<_>>(), [d1.id, e1.id]);
+}
+
+pub(crate) async fn waiting_runs_count_against_the_concurrency_limit(store: Arc<dyn Store>) {
+    let a1 = flowed(&*store, run_id(1), "report", at(1), concurrency("acme", 1)).await;
+    let a2 = flowed(&*store, run_id(2), "report", at(2), concurrency("acme", 1)).await;
+    let claimed = store.claim_ready("w1", TTL, at(3), 1).await.unwrap();
+    assert_eq!(claimed.iter().map(|(r, _)| r.id).collect::<Vec<_>>(), [a1.id]);
+    let park = Park { wake_at: Some(at(100)), event: None };
+    store.park(&claimed[0].1, vec![], park).await.unwrap();
+
+    assert!(ready_ids(&*store, "w2", at(50)).await.is_empty(), "the waiting run holds the slot");
+    // A due waiting run is not gated: it holds its slot already.
+    let (resumed, lease) = store.claim_ready("w2", TTL, at(100), 10).await.unwrap().remove(0);
+    assert_eq!(resumed.id, a1.id);
+    assert_eq!(must_run(&*store, &a2.id).await.status, RunStatus::Queued);
+    store.finish(&lease, vec![], Outcome::Completed { output: "1".into() }, at(101)).await.unwrap();
+    assert_eq!(ready_ids(&*store, "w2", at(102)).await, [a2.id]);
+}
+
+pub(crate) async fn rate_limit_holds_runs_until_the_period_has_passed(store: Arc<dyn Store>) {
+    let runs: Vec<Run> = {
+        let mut runs = Vec::new();
+        for ms in 1..=3 {
+            runs.push(flowed(&*store, run_id(ms), "report", T0, rate("acme", 2, 60)).await);
+        }
+        runs
+    };
+    let other = flowed(&*store, run_id(4), "report", T0, rate("beta", 2, 60)).await;
+    let claimed = store.claim_ready("w1", TTL, T0, 10).await.unwrap();
+    let ids: Vec<RunId> = claimed.iter().map(|(r, _)| r.id).collect();
+    assert_eq!(ids, [runs[0].id, runs[1].id, other.id], "two per period, within one batch too");
+    for (_, lease) in &claimed {
+        store.finish(lease, vec![], Outcome::Completed { output: "1".into() }, at(1)).await.unwrap();
+    }
+    // Finished runs still count: the limit is on starts.
+    assert!(ready_ids(&*store, "w2", at(30)).await.is_empty());
+    assert!(ready_ids(&*store, "w2", at(60)).await.is_empty(), "started exactly one period ago still counts");
+    assert_eq!(ready_ids(&*store, "w2", Micros(at(60).0 + 1)).await, [runs[2].id]);
+}
+
+pub(crate) async fn queued_runs_go_by_priority_then_age(store: Arc<dyn Store>) {
+    let with = |priority: i32| Flow { priority, ..Flow::default() };
+    let low = flowed(&*store, run_id(1), "report", at(1), with(-1)).await;
+    let old = flowed(&*store, run_id(2), "report", at(2), with(0)).await;
+    let high = flowed(&*store, run_id(3), "report", at(5), with(5)).await;
+    let young = flowed(&*store, run_id(4), "report", at(4), with(0)).await;
+    let high_early = flowed(&*store, run_id(5), "report", at(3), with(5)).await;
+
+    let first = store.claim_ready("w1", TTL, at(10), 1).await.unwrap();
+    assert_eq!(first.iter().map(|(r, _)| r.id).collect::<Vec<_>>(), [high_early.id], "the highest, then the oldest");
+    assert_eq!(ready_ids(&*store, "w1", at(10)).await, [high.id, old.id, young.id, low.id]);
+}
+
+pub(crate) async fn queue_reasons_name_the_limit(store: Arc<dyn Store>) {
+    let busy = flowed(&*store, run_id(1), "report", at(1), concurrency("acme", 1)).await;
+    let held = flowed(&*store, run_id(2), "report", at(2), concurrency("acme", 1)).await;
+    let rated = flowed(&*store, run_id(3), "report", at(3), rate("acme", 1, 60)).await;
+    let rated_held = flowed(&*store, run_id(4), "report", at(4), rate("acme", 1, 60)).await;
+    let free = flowed(&*store, run_id(5), "report", at(5), Flow::default()).await;
+    assert_eq!(ready_ids(&*store, "w1", at(10)).await, [busy.id, rated.id, free.id]);
+    let queued_free = flowed(&*store, run_id(6), "report", at(11), concurrency("beta", 1)).await;
+
+    let ids = [busy.id, held.id, rated.id, rated_held.id, free.id, queued_free.id, run_id(9)];
+    let reasons = store.queue_reasons(&ids, at(12)).await.unwrap();
+    let held_for: Vec<RunId> = reasons.iter().map(|(id, _)| *id).collect();
+    assert_eq!(held_for, [held.id, rated_held.id], "only queued runs held back by a limit");
+    let (concurrency_reason, rate_reason) = (&reasons[0].1, &reasons[1].1);
+    assert!(concurrency_reason.contains("concurrency limit 1"), "{concurrency_reason}");
+    assert!(
+        concurrency_reason.contains("`acme`") && concurrency_reason.contains("1 in progress"),
+        "{concurrency_reason}"
+    );
+    assert!(rate_reason.contains("rate limit 1 per 60s") && rate_reason.contains("`acme`"), "{rate_reason}");
+
+    // Past the period the rate limit holds nothing back.
+    let later = store.queue_reasons(&ids, at(100)).await.unwrap();
+    assert_eq!(later.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [held.id]);
+    assert!(store.queue_reasons(&[], at(12)).await.unwrap().is_empty());
+}
+
+pub(crate) async fn run_counts_count_runs_by_status(store: Arc<dyn Store>) {
+    let count = |counts: Vec<(RunStatus, u64)>, status: RunStatus| {
+        counts.iter().filter(|(s, _)| *s == status).map(|(_, n)| *n).sum::<u64>()
+    };
+    assert_eq!(store.run_counts().await.unwrap().iter().map(|(_, n)| n).sum::<u64>(), 0);
+    for ms in 1..=3 {
+        queued(&*store, run_id(ms)).await;
+    }
+    let (_, lease) = claimed(&*store, run_id(4)).await;
+    store.finish(&lease, vec![], Outcome::Completed { output: "1".into() }, at(1)).await.unwrap();
+    claimed(&*store, run_id(5)).await;
+    let counts = store.run_counts().await.unwrap();
+    assert_eq!(count(counts.clone(), RunStatus::Queued), 3);
+    assert_eq!(count(counts.clone(), RunStatus::Running), 1);
+    assert_eq!(count(counts.clone(), RunStatus::Completed), 1);
+    assert_eq!(count(counts, RunStatus::Failed), 0);
 }

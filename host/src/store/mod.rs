@@ -25,7 +25,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{ComponentHash, Entry, Event, Micros, NewRun, Run, RunError, RunId, RunStatus, World};
+use crate::domain::{
+    ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunError, RunId, RunStatus,
+    Schedule, World,
+};
 
 /// What went wrong in the store, sorted by what the caller can do.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +179,11 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` runs that are ready, oldest first: queued runs,
     /// waiting runs whose `wake_at` has come, and running runs whose lease
     /// expired (a dead worker's). Each is claimed as by [`Store::claim`]. Two
-    /// callers never get the same run.
+    /// callers never get the same run. Queued runs respect their flow
+    /// control: a run whose concurrency key already has `limit` runs in
+    /// progress (running or waiting), or whose rate key has had `limit`
+    /// runs started within the period, stays queued; among queued runs,
+    /// higher priority goes first.
     async fn claim_ready(&self, owner: &str, ttl: Duration, now: Micros, limit: u32) -> Result<Vec<(Run, Lease)>>;
 
     /// Appends `entries` and parks the run in one fenced transaction: status
@@ -205,4 +212,49 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest `wake_at` of a waiting run, so a scheduler knows how
     /// long it may sleep.
     async fn next_wake(&self) -> Result<Option<Micros>>;
+
+    /// Makes a new version of deployment `name`, active at once. If the
+    /// active version has the same component and config, nothing changes
+    /// and it is returned with `false`. The component must be stored.
+    async fn deploy(
+        &self,
+        name: &str,
+        hash: &ComponentHash,
+        world: World,
+        config: &DeploymentConfig,
+        now: Micros,
+    ) -> Result<(Deployment, bool)>;
+
+    /// Version `version` of `name`, or the active version when none.
+    async fn deployment(&self, name: &str, version: Option<u32>) -> Result<Option<Deployment>>;
+
+    /// Every version of every deployment, by name then newest version first.
+    async fn deployments(&self) -> Result<Vec<Deployment>>;
+
+    /// Makes `version` the active version of `name` (a rollback).
+    async fn activate(&self, name: &str, version: u32) -> Result<Deployment>;
+
+    /// Creates or replaces a schedule.
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<()>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<Schedule>>;
+
+    /// Deletes a schedule; `NotFound` if there is none of that name.
+    async fn delete_schedule(&self, name: &str) -> Result<()>;
+
+    /// Fires the tick `tick` of schedule `name` at most once, across hosts
+    /// and restarts: in one transaction, if the schedule's `next_fire_at` is
+    /// still `tick`, sets it to `next`, sets `last_fired_at` to `tick` and
+    /// creates `run`; returns the run. Returns none if the tick was already
+    /// fired (by another host) or the schedule is gone.
+    async fn fire_schedule(&self, name: &str, tick: Micros, next: Micros, run: NewRun) -> Result<Option<Run>>;
+
+    /// How many runs there are in each status (statuses with none may be
+    /// left out).
+    async fn run_counts(&self) -> Result<Vec<(RunStatus, u64)>>;
+
+    /// Why each of these queued runs is still queued: a concurrency or rate
+    /// limit holding it back, by run id (runs not held back are absent).
+    async fn queue_reasons(&self, ids: &[RunId], now: Micros) -> Result<Vec<(RunId, String)>>;
 }

@@ -25,4 +25,4 @@ mod steps;
 
 pub use run::{Executor, RunCtx, RunPolicy};
 pub use scheduler::{Until, Worker, WorkerConfig};
-pub use steps::StepResolver;
+pub use steps::{Resolved, StepResolver};

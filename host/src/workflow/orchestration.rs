@@ -228,7 +228,7 @@ async fn start_child(
     if serde_json::from_str::<serde::de::IgnoredAny>(input).is_err() {
         return Err(Ok(format!("the input of child workflow `{workflow}` is not JSON")));
     }
-    let loaded = run.steps.get_workflow(workflow).await.map_err(Ok)?;
+    let loaded = run.steps.resolve_workflow(workflow).await.map_err(Ok)?;
     let new = crate::domain::NewRun {
         id: RunId::new(),
         kind: crate::domain::World::Workflow,
@@ -238,6 +238,7 @@ async fn start_child(
         idempotency_key: Some(child_key(&run.run.id, seq)),
         created_at: Micros::now(),
         origin: None,
+        flow: Default::default(),
     };
     let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
     Ok(created.run().id)

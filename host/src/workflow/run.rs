@@ -72,8 +72,10 @@ pub struct RunCtx {
     pub steps: Arc<StepResolver>,
     pub secrets: Arc<Secrets>,
     pub policy: RunPolicy,
-    /// For a lone-step run: the run's own (pinned) component.
+    /// For a lone-step run: the run's own (pinned) component, and the
+    /// settings of its deployment if it has one.
     pub pinned_step: Option<Arc<Loaded>>,
+    pub pinned_config: Option<crate::domain::DeploymentConfig>,
     pub run: Run,
     pub lease: Lease,
     /// The highest event id this run has taken, so a later wait does not
@@ -162,11 +164,11 @@ impl RunCtx {
     ) -> Vec<Entry> {
         let started_at = Micros::now();
         let resolved = match &self.pinned_step {
-            Some(pinned) => Ok(pinned.clone()),
-            None => self.steps.get(&call.step).await,
+            Some(pinned) => Ok(super::steps::Resolved { loaded: pinned.clone(), config: self.pinned_config.clone() }),
+            None => self.steps.resolve(&call.step).await,
         };
-        let loaded = match resolved {
-            Ok(l) => l,
+        let (loaded, config) = match resolved {
+            Ok(r) => (r.loaded, r.config),
             Err(message) => {
                 let error = RunError { kind: RunErrorKind::Fatal, message };
                 let failure = Failure { error: error.clone(), retry_at: None };
@@ -198,14 +200,26 @@ impl RunCtx {
                     seq,
                     attempt,
                     input: call.input.clone(),
-                    limits,
-                    allow: self.policy.allow.clone(),
+                    limits: match &config {
+                        Some(c) => Limits {
+                            fuel: c.fuel.unwrap_or(limits.fuel),
+                            memory_bytes: c.memory_bytes.unwrap_or(limits.memory_bytes),
+                            timeout: c.timeout_ms.map_or(limits.timeout, Duration::from_millis),
+                            output_bytes: limits.output_bytes,
+                        },
+                        None => limits,
+                    },
+                    allow: match &config {
+                        Some(c) => AllowList::new(c.allow_hosts.iter().cloned()),
+                        None => self.policy.allow.clone(),
+                    },
                     secrets: self.secrets.clone(),
                     replay: None,
                     changed: false,
                 },
             )
             .await;
+        crate::metrics::step_attempt(attempt, a.fuel, a.entry.finished_at.since(a.entry.started_at));
         let mut entry = a.entry;
         if let Err(error) = &a.outcome {
             let retry_at = (retryable(error.kind, retry) && attempt < retry.max_attempts).then(|| {

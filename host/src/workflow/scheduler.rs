@@ -53,6 +53,10 @@ pub enum Until {
     Idle,
     /// Never (until the future is dropped).
     Forever,
+    /// When the flag turns true: stop claiming, let runs in flight finish
+    /// within the grace period, then stop the rest and hand their runs back
+    /// (waiting, due at once) so the next start resumes them.
+    Shutdown(tokio::sync::watch::Receiver<bool>, Duration),
 }
 
 /// Claims and executes runs.
@@ -65,6 +69,8 @@ pub struct Worker {
     config: WorkerConfig,
     /// Endings of the runs executed, for reports.
     endings: Arc<Mutex<Vec<(RunId, String)>>>,
+    /// Leases of the runs in flight.
+    held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
 }
 
 impl Worker {
@@ -76,7 +82,7 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self, String> {
         let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
-        Ok(Self { store, engine, executor, steps, secrets, config, endings: Arc::default() })
+        Ok(Self { store, engine, executor, steps, secrets, config, endings: Arc::default(), held: Arc::default() })
     }
 
     /// Claims and executes runs until `until` holds.
@@ -84,7 +90,15 @@ impl Worker {
         let mut in_flight: JoinSet<()> = JoinSet::new();
         loop {
             if self.done(&until, in_flight.is_empty()).await? {
+                if let Until::Shutdown(_, grace) = &until {
+                    let drained =
+                        tokio::time::timeout(*grace, async { while in_flight.join_next().await.is_some() {} });
+                    if drained.await.is_err() {
+                        tracing::warn!(runs = in_flight.len(), "grace period over: stopping the runs still in flight");
+                    }
+                }
                 in_flight.shutdown().await;
+                self.hand_back().await;
                 return Ok(());
             }
             let free = self.config.max_runs.saturating_sub(in_flight.len());
@@ -119,8 +133,21 @@ impl Worker {
         }
     }
 
+    /// Parks the runs whose tasks were stopped, due at once, so whoever
+    /// starts next resumes them without waiting for their leases to expire.
+    async fn hand_back(&self) {
+        let held: Vec<Lease> = self.held.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, l)| l).collect();
+        for lease in held {
+            let park = store::Park { wake_at: Some(Micros::now()), event: None };
+            if let Err(e) = self.store.park(&lease, Vec::new(), park).await {
+                tracing::warn!(run = %lease.run_id, error = %e, "could not hand the run back; it resumes when its lease expires");
+            }
+        }
+    }
+
     async fn done(&self, until: &Until, nothing_running: bool) -> Result<bool, store::Error> {
         Ok(match until {
+            Until::Shutdown(flag, _) => *flag.borrow(),
             Until::Final(id) | Until::Settled(id) => {
                 let run = self.store.run(id).await?.ok_or_else(|| store::Error::NotFound(format!("run {id}")))?;
                 run.status.is_final() || (matches!(until, Until::Settled(_)) && run.status == RunStatus::Waiting)
@@ -143,7 +170,7 @@ impl Worker {
 
     /// The task executing one claimed run, with its heartbeat.
     fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (store, engine, executor, steps, secrets, config, endings) = (
+        let (store, engine, executor, steps, secrets, config, endings, held) = (
             self.store.clone(),
             self.engine.clone(),
             self.executor.clone(),
@@ -151,10 +178,13 @@ impl Worker {
             self.secrets.clone(),
             self.config.clone(),
             self.endings.clone(),
+            self.held.clone(),
         );
+        held.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, lease.clone());
         async move {
             let id = run.id;
             let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
+            held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             let text = match &ending {
                 Ok(e) => format!("{e:?}"),
                 Err(e) => {
@@ -199,6 +229,15 @@ async fn execute(
         secrets,
         policy: config.policy.clone(),
         pinned_step: (loaded.world == crate::domain::World::Step).then(|| loaded.clone()),
+        pinned_config: match loaded.world {
+            crate::domain::World::Step => store
+                .deployments()
+                .await?
+                .into_iter()
+                .find(|d| d.name == run.component && d.hash == run.component_hash)
+                .map(|d| d.config),
+            crate::domain::World::Workflow => None,
+        },
         run,
         lease: lease.clone(),
         last_event: Mutex::new(0),

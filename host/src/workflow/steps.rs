@@ -18,7 +18,16 @@ pub struct StepResolver {
     store: Arc<dyn Store>,
     files: HashMap<String, PathBuf>,
     dirs: Vec<PathBuf>,
+    /// Resolve names through the store's active deployments (the daemon).
+    deployments: bool,
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+}
+
+/// A resolved step and its deployment's settings, if it has a deployment.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub loaded: Arc<Loaded>,
+    pub config: Option<crate::domain::DeploymentConfig>,
 }
 
 impl StepResolver {
@@ -28,7 +37,68 @@ impl StepResolver {
         files: HashMap<String, PathBuf>,
         dirs: Vec<PathBuf>,
     ) -> Self {
-        Self { engine, store, files, dirs, loaded: Mutex::new(HashMap::new()) }
+        Self { engine, store, files, dirs, deployments: false, loaded: Mutex::new(HashMap::new()) }
+    }
+
+    /// A resolver that finds names among the store's active deployments:
+    /// each call takes the version active at that moment.
+    pub fn from_deployments(engine: Arc<Engine>, store: Arc<dyn Store>) -> Self {
+        let loaded = Mutex::new(HashMap::new());
+        Self { engine, store, files: HashMap::new(), dirs: Vec::new(), deployments: true, loaded }
+    }
+
+    /// Step `name` with its deployment settings.
+    pub async fn resolve(&self, name: &str) -> Result<Resolved, String> {
+        if !self.deployments {
+            return self.get(name).await.map(|loaded| Resolved { loaded, config: None });
+        }
+        let d = self
+            .store
+            .deployment(name, None)
+            .await
+            .map_err(|e| format!("cannot look up step `{name}`: {e}"))?
+            .ok_or_else(|| {
+                format!("no step named `{name}` is deployed: deploy it with `ferry deploy FILE.wasm --name {name}`")
+            })?;
+        if d.world != World::Step {
+            return Err(format!("`{name}` is a {}, not a step", d.world));
+        }
+        let loaded = self.by_hash(&d.hash, name).await?;
+        Ok(Resolved { loaded, config: Some(d.config) })
+    }
+
+    /// The component with this hash, from the store.
+    pub async fn by_hash(&self, hash: &crate::domain::ComponentHash, name: &str) -> Result<Arc<Loaded>, String> {
+        let key = format!("sha256:{hash}");
+        if let Some(l) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(l.clone());
+        }
+        let c = self
+            .store
+            .component(hash)
+            .await
+            .map_err(|e| format!("cannot read component of `{name}`: {e}"))?
+            .ok_or_else(|| format!("component {hash} of `{name}` is not in the store"))?;
+        let loaded = self.engine.load(&c.bytes).await.map_err(|e| format!("`{name}`: {e}"))?;
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// The workflow `name` for a child run: the active deployment, or a file.
+    pub async fn resolve_workflow(&self, name: &str) -> Result<Arc<Loaded>, String> {
+        if !self.deployments {
+            return self.get_workflow(name).await;
+        }
+        let d = self
+            .store
+            .deployment(name, None)
+            .await
+            .map_err(|e| format!("cannot look up workflow `{name}`: {e}"))?
+            .ok_or_else(|| format!("no workflow named `{name}` is deployed"))?;
+        if d.world != World::Workflow {
+            return Err(format!("`{name}` is a {}, not a workflow", d.world));
+        }
+        self.by_hash(&d.hash, name).await
     }
 
     /// The component of step `name`, or why there is none.

@@ -18,6 +18,10 @@
 //! - Claims (`claim`, `claim_ready`) and cancels are writes too: picking
 //!   ready runs and claiming them happen in the writer's `BEGIN IMMEDIATE`
 //!   transaction, so two callers (tasks or processes) never get one run.
+//!   The flow-control counts (concurrency and rate limits) are read in that
+//!   same transaction, so two batches never both take a key's last slot.
+//! - Deployments keep at most one active version per name (a partial
+//!   unique index); deploy and activate deactivate before they activate.
 //! - Reads use the read pool and see the last committed state (WAL lets
 //!   them run while the writer commits).
 //! - All SQL is static text: statements are prepared once per connection
@@ -38,13 +42,17 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 
+use self::ops::Candidate;
 use self::rows::{
-    ComponentRow, EntryRow, EventRow, RunRow, db_err, entry_columns, event_columns, is_busy, run_columns,
+    ComponentRow, DeploymentRow, EntryRow, EventRow, RunRow, ScheduleRow, db_err, deployment_columns, entry_columns,
+    event_columns, is_busy, run_columns, schedule_columns,
 };
 pub use self::writer::WriterStats;
 use self::writer::{Done, Op, Writer};
 use super::{Component, Created, Durability, Error, Lease, Outcome, Park, Result, RunFilter, Store};
-use crate::domain::{ComponentHash, Entry, Event, Micros, NewRun, Run, RunId};
+use crate::domain::{
+    ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, RunStatus, Schedule, World,
+};
 
 /// How long a statement waits for a lock held by another process before it
 /// fails with [`Error::Unavailable`].
@@ -346,6 +354,153 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err)?;
         Ok(next.map(Micros))
+    }
+
+    async fn deploy(
+        &self,
+        name: &str,
+        hash: &ComponentHash,
+        world: World,
+        config: &DeploymentConfig,
+        now: Micros,
+    ) -> Result<(Deployment, bool)> {
+        let op = Op::Deploy { name: name.to_owned(), hash: hash.clone(), world, config: Box::new(config.clone()), now };
+        match self.write(op).await? {
+            Done::Deployment(deployment, created) => Ok((*deployment, created)),
+            _ => Err(unexpected("deploy")),
+        }
+    }
+
+    async fn deployment(&self, name: &str, version: Option<u32>) -> Result<Option<Deployment>> {
+        let query = match version {
+            Some(version) => sqlx::query_as::<_, DeploymentRow>(concat!(
+                "SELECT ",
+                deployment_columns!(),
+                " FROM deployments WHERE name = ? AND version = ?"
+            ))
+            .bind(name)
+            .bind(i64::from(version)),
+            None => {
+                sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND active"))
+                    .bind(name)
+            }
+        };
+        let row = query.fetch_optional(&self.read).await.map_err(db_err)?;
+        row.map(Deployment::try_from).transpose()
+    }
+
+    async fn deployments(&self) -> Result<Vec<Deployment>> {
+        let rows: Vec<DeploymentRow> =
+            sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments ORDER BY name, version DESC"))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(Deployment::try_from).collect()
+    }
+
+    async fn activate(&self, name: &str, version: u32) -> Result<Deployment> {
+        match self.write(Op::Activate { name: name.to_owned(), version }).await? {
+            Done::Deployment(deployment, _) => Ok(*deployment),
+            _ => Err(unexpected("activate")),
+        }
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule) -> Result<()> {
+        match self.write(Op::PutSchedule(Box::new(schedule.clone()))).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("put_schedule")),
+        }
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>> {
+        let rows: Vec<ScheduleRow> =
+            sqlx::query_as(concat!("SELECT ", schedule_columns!(), " FROM schedules ORDER BY name"))
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+        Ok(rows.into_iter().map(Schedule::from).collect())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<()> {
+        match self.write(Op::DeleteSchedule(name.to_owned())).await? {
+            Done::Written => Ok(()),
+            _ => Err(unexpected("delete_schedule")),
+        }
+    }
+
+    async fn fire_schedule(&self, name: &str, tick: Micros, next: Micros, run: NewRun) -> Result<Option<Run>> {
+        let op = Op::FireSchedule { name: name.to_owned(), tick, next, run: Box::new(run) };
+        match self.write(op).await? {
+            Done::Fired(run) => Ok(run.map(|r| *r)),
+            _ => Err(unexpected("fire_schedule")),
+        }
+    }
+
+    async fn run_counts(&self) -> Result<Vec<(RunStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+                .fetch_all(&self.read)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(status, n)| {
+                let bad = || Error::Corrupt(format!("runs: bad value `{status}` in column status"));
+                Ok((status.parse().map_err(|_| bad())?, u64::try_from(n).map_err(|_| bad())?))
+            })
+            .collect()
+    }
+
+    async fn queue_reasons(&self, ids: &[RunId], now: Micros) -> Result<Vec<(RunId, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.read.acquire().await.map_err(db_err)?;
+        let mut reasons = Vec::new();
+        for id in ids {
+            let row: Option<Candidate> = sqlx::query_as(concat!(ops::queued_with_counts!(), " AND q.id = ?"))
+                .bind(now.0)
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            if let Some(reason) = row.as_ref().and_then(queue_reason) {
+                reasons.push((*id, reason));
+            }
+        }
+        Ok(reasons)
+    }
+}
+
+/// Why a queued run is held back, if it is: every limit it has reached.
+fn queue_reason(c: &Candidate) -> Option<String> {
+    let for_key = |key: &str| if key.is_empty() { String::new() } else { format!(" for key `{key}`") };
+    let mut reasons = Vec::new();
+    if let (Some(key), Some(limit)) = (&c.concurrency_key, c.concurrency_limit)
+        && c.in_progress >= limit
+    {
+        reasons.push(format!("concurrency limit {limit} reached{} ({} in progress)", for_key(key), c.in_progress));
+    }
+    if let (Some(key), Some(limit), Some(period)) = (&c.rate_key, c.rate_limit, c.rate_period)
+        && c.started >= limit
+    {
+        reasons.push(format!(
+            "rate limit {limit} per {} reached{} ({} started)",
+            show_period(period),
+            for_key(key),
+            c.started
+        ));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// A rate period for people: `60s`, `1500ms`, `10µs`.
+fn show_period(micros: i64) -> String {
+    if micros % 1_000_000 == 0 {
+        format!("{}s", micros / 1_000_000)
+    } else if micros % 1_000 == 0 {
+        format!("{}ms", micros / 1_000)
+    } else {
+        format!("{micros}µs")
     }
 }
 

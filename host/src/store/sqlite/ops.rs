@@ -12,14 +12,20 @@
 //! one. All SQL is `&'static str`, prepared once and cached by the
 //! connection.
 
+use std::cmp::Reverse;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use sqlx::SqliteConnection;
 
 use super::rows::{
-    EventRow, RunRow, db_err, event_columns, fuel_to_sql, is_foreign_key_violation, is_unique_violation, run_columns,
+    DeploymentRow, EventRow, RunRow, config_to_sql, db_err, deployment_columns, event_columns, fuel_to_sql,
+    is_foreign_key_violation, is_unique_violation, run_columns,
 };
-use crate::domain::{Entry, Event, Micros, NewRun, Run, RunErrorKind, RunId, RunStatus};
+use crate::domain::{
+    ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunErrorKind, RunId, RunStatus,
+    Schedule, World,
+};
 use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
 
 /// Stores a component unless its hash is already there.
@@ -58,9 +64,18 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
             return Ok(Created::Existing(row.try_into()?));
         }
     }
+    let (concurrency_key, concurrency_limit) = match &run.flow.concurrency {
+        Some((key, limit)) => (Some(key.as_str()), Some(i64::from(*limit))),
+        None => (None, None),
+    };
+    let (rate_key, rate_limit, rate_period) = match &run.flow.rate {
+        Some((key, limit, period)) => (Some(key.as_str()), Some(i64::from(*limit)), Some(*period)),
+        None => (None, None, None),
+    };
     sqlx::query(
         "INSERT INTO runs (id, kind, component, component_hash, input, status, idempotency_key, \
-         created_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_at, origin, concurrency_key, concurrency_limit, rate_key, rate_limit, rate_period, priority) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run.id.to_string())
     .bind(run.kind.as_str())
@@ -71,6 +86,12 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
     .bind(run.idempotency_key.as_deref())
     .bind(run.created_at.0)
     .bind(run.origin.as_deref())
+    .bind(concurrency_key)
+    .bind(concurrency_limit)
+    .bind(rate_key)
+    .bind(rate_limit)
+    .bind(rate_period)
+    .bind(run.flow.priority)
     .execute(&mut *conn)
     .await
     .map_err(|e| {
@@ -211,15 +232,24 @@ pub(super) async fn finish(
     Ok(())
 }
 
-/// Claims up to `limit` ready runs, oldest first by when they became ready
+/// Claims up to `limit` ready runs: due waiting runs and expired leases as
+/// they come, queued runs as their flow control allows. Order: higher
+/// priority first, then oldest first by when the run became ready
 /// (`wake_at` for a waiting run, `created_at` otherwise; id breaks ties).
 ///
 /// Runs in the writer's `BEGIN IMMEDIATE` transaction, so the pick and the
 /// claims are atomic: no other claim (of this process or another) can take
 /// a picked run in between, and two `claim_ready` calls never share a run.
-/// Each branch of the pick stops at `limit` (queued and waiting runs come
-/// in order from their partial indexes, see migration 0002), so only those
-/// few rows are merged and sorted.
+///
+/// Due waiting runs and expired leases already hold their concurrency slot
+/// and their rate start, so they are not gated and claiming them changes no
+/// count. Queued runs come from [`QUEUED_CANDIDATES`], which returns only
+/// runs admissible under the counts at query time, with those counts.
+/// Claiming one may hold back the next of the same key, so each candidate
+/// is checked again against the counts plus the claims made since the
+/// query; when the candidates run out while more may be admissible, the
+/// query runs again (it sees this batch's claims). Every query's first
+/// candidate is admissible, so the loop ends within `limit` queries.
 pub(super) async fn claim_ready(
     conn: &mut SqliteConnection,
     owner: &str,
@@ -227,38 +257,72 @@ pub(super) async fn claim_ready(
     now: Micros,
     limit: u32,
 ) -> Result<Vec<(Run, Lease)>> {
-    let limit = i64::from(limit);
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM ( \
-           SELECT * FROM (SELECT id, created_at AS ready_at FROM runs \
-             WHERE status = 'queued' ORDER BY created_at, id LIMIT ?) AS queued \
+    let want = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut ungated: VecDeque<Ungated> = sqlx::query_as(
+        "SELECT id, priority, ready_at FROM ( \
+           SELECT * FROM (SELECT id, priority, wake_at AS ready_at FROM runs \
+             WHERE status = 'waiting' AND wake_at <= ? ORDER BY priority DESC, wake_at, id LIMIT ?) AS due \
            UNION ALL \
-           SELECT * FROM (SELECT id, wake_at AS ready_at FROM runs \
-             WHERE status = 'waiting' AND wake_at <= ? ORDER BY wake_at, id LIMIT ?) AS due \
-           UNION ALL \
-           SELECT * FROM (SELECT id, created_at AS ready_at FROM runs \
+           SELECT * FROM (SELECT id, priority, created_at AS ready_at FROM runs \
              WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?) \
-             ORDER BY created_at, id LIMIT ?) AS expired \
-         ) AS ready ORDER BY ready_at, id LIMIT ?",
+             ORDER BY priority DESC, created_at, id LIMIT ?) AS expired \
+         ) AS ready ORDER BY priority DESC, ready_at, id LIMIT ?",
     )
-    .bind(limit)
     .bind(now.0)
-    .bind(limit)
+    .bind(i64::from(limit))
     .bind(now.0)
-    .bind(limit)
-    .bind(limit)
+    .bind(i64::from(limit))
+    .bind(i64::from(limit))
     .fetch_all(&mut *conn)
     .await
-    .map_err(db_err)?;
+    .map_err(db_err)?
+    .into();
+
+    let mut queued: VecDeque<Candidate> = VecDeque::new();
+    // Whether the last candidate query may have left admissible runs out.
+    let mut more_queued = true;
+    // Claims made since the last candidate query, per (component, key).
+    let mut claimed_since = ClaimedSince::default();
 
     let expires_at = now.plus(ttl);
-    let mut claimed = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut claimed = Vec::with_capacity(want.min(64));
+    while claimed.len() < want {
+        while queued.front().is_some_and(|c| !c.admissible(&claimed_since)) {
+            queued.pop_front();
+        }
+        if queued.is_empty() && more_queued {
+            let remaining = want - claimed.len();
+            let fresh: Vec<Candidate> = sqlx::query_as(QUEUED_CANDIDATES)
+                .bind(now.0)
+                .bind(i64::try_from(remaining).unwrap_or(i64::MAX))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            more_queued = fresh.len() == remaining;
+            queued = fresh.into();
+            claimed_since = ClaimedSince::default();
+        }
+        let take_queued = match (queued.front(), ungated.front()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(q), Some(u)) => {
+                (Reverse(q.priority), q.created_at, q.id.as_str()) < (Reverse(u.priority), u.ready_at, u.id.as_str())
+            }
+        };
+        let id = if take_queued {
+            let Some(c) = queued.pop_front() else { break };
+            claimed_since.add(&c);
+            c.id
+        } else {
+            let Some(u) = ungated.pop_front() else { break };
+            u.id
+        };
         // Picked under the write lock a moment ago: the update matches.
         let row: RunRow = sqlx::query_as(concat!(
             "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
              lease_expires_at = ?, started_at = COALESCE(started_at, ?), wake_at = NULL, waiting_on = NULL, \
-         event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
+             event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
              WHERE id = ? RETURNING ",
             run_columns!()
         ))
@@ -274,6 +338,112 @@ pub(super) async fn claim_ready(
         claimed.push((run, lease));
     }
     Ok(claimed)
+}
+
+/// Queued runs with their flow-control counts: `in_progress`, the runs of
+/// the same component and concurrency key running or waiting; `started`,
+/// the runs of the same component and rate key started since `? - period`.
+/// A key without its limit (or a rate without its period) limits nothing.
+/// Shared by the claim (which keeps only admissible runs) and the queue
+/// reasons (which explain the others); binds `now` first.
+macro_rules! queued_with_counts {
+    () => {
+        "SELECT q.id, q.priority, q.created_at, q.component, \
+           q.concurrency_key, q.concurrency_limit, \
+           CASE WHEN q.concurrency_key IS NULL OR q.concurrency_limit IS NULL THEN 0 ELSE \
+             (SELECT COUNT(*) FROM runs AS r WHERE r.component = q.component \
+               AND r.concurrency_key = q.concurrency_key AND r.status IN ('running', 'waiting')) \
+           END AS in_progress, \
+           q.rate_key, q.rate_limit, q.rate_period, \
+           CASE WHEN q.rate_key IS NULL OR q.rate_limit IS NULL OR q.rate_period IS NULL THEN 0 ELSE \
+             (SELECT COUNT(*) FROM runs AS r WHERE r.component = q.component \
+               AND r.rate_key = q.rate_key AND r.started_at >= ? - q.rate_period) \
+           END AS started \
+         FROM runs AS q WHERE q.status = 'queued'"
+    };
+}
+pub(super) use queued_with_counts;
+
+/// The queued runs `claim_ready` may take now, in claim order.
+const QUEUED_CANDIDATES: &str = concat!(
+    "SELECT * FROM (",
+    queued_with_counts!(),
+    ") AS c WHERE (concurrency_limit IS NULL OR in_progress < concurrency_limit) \
+     AND (rate_limit IS NULL OR started < rate_limit) \
+     ORDER BY priority DESC, created_at, id LIMIT ?"
+);
+
+/// A due waiting run or an expired lease.
+#[derive(sqlx::FromRow)]
+struct Ungated {
+    id: String,
+    priority: i64,
+    ready_at: i64,
+}
+
+/// A queued run with its flow control and the counts it is checked against.
+#[derive(sqlx::FromRow)]
+pub(super) struct Candidate {
+    pub(super) id: String,
+    priority: i64,
+    created_at: i64,
+    component: String,
+    pub(super) concurrency_key: Option<String>,
+    pub(super) concurrency_limit: Option<i64>,
+    pub(super) in_progress: i64,
+    pub(super) rate_key: Option<String>,
+    pub(super) rate_limit: Option<i64>,
+    pub(super) rate_period: Option<i64>,
+    pub(super) started: i64,
+}
+
+impl Candidate {
+    /// Whether the run may start, given the claims made since its counts
+    /// were read.
+    fn admissible(&self, since: &ClaimedSince) -> bool {
+        let concurrency = match (&self.concurrency_key, self.concurrency_limit) {
+            (Some(key), Some(limit)) => self.in_progress + since.in_progress.get(&self.component, key) < limit,
+            _ => true,
+        };
+        let rate = match (&self.rate_key, self.rate_limit, self.rate_period) {
+            (Some(key), Some(limit), Some(_)) => self.started + since.started.get(&self.component, key) < limit,
+            _ => true,
+        };
+        concurrency && rate
+    }
+}
+
+/// Queued runs claimed by this batch since the counts were read: each is
+/// now in progress under its concurrency key and started under its rate key.
+#[derive(Default)]
+struct ClaimedSince {
+    in_progress: Counts,
+    started: Counts,
+}
+
+impl ClaimedSince {
+    fn add(&mut self, c: &Candidate) {
+        if let (Some(key), Some(_)) = (&c.concurrency_key, c.concurrency_limit) {
+            self.in_progress.add(&c.component, key);
+        }
+        if let (Some(key), Some(_), Some(_)) = (&c.rate_key, c.rate_limit, c.rate_period) {
+            self.started.add(&c.component, key);
+        }
+    }
+}
+
+/// Runs per (component, key).
+#[derive(Default)]
+struct Counts(HashMap<(String, String), i64>);
+
+impl Counts {
+    fn get(&self, component: &str, key: &str) -> i64 {
+        self.0.get(&(component.to_owned(), key.to_owned())).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, component: &str, key: &str) {
+        *self.0.entry((component.to_owned(), key.to_owned())).or_insert(0) += 1;
+    }
 }
 
 /// Appends the entries and parks the run until `wake_at` or its event;
@@ -375,6 +545,167 @@ pub(super) async fn send_event(
     .map_err(db_err)?
     .rows_affected();
     Ok((Event::from(row), woken))
+}
+
+/// Makes a new active version of deployment `name`, unless the active
+/// version already has this component and config (then it is returned
+/// with `false` and nothing is written).
+pub(super) async fn deploy(
+    conn: &mut SqliteConnection,
+    name: &str,
+    hash: &ComponentHash,
+    world: World,
+    config: &DeploymentConfig,
+    now: Micros,
+) -> Result<(Deployment, bool)> {
+    let active: Option<DeploymentRow> =
+        sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND active"))
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    // An active version that cannot be read back (a bad stored config) is
+    // replaced rather than blocking every deploy of the name.
+    if let Some(Ok(active)) = active.map(Deployment::try_from)
+        && active.hash == *hash
+        && active.world == world
+        && active.config == *config
+    {
+        return Ok((active, false));
+    }
+    let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE name = ?")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let version = u32::try_from(version)
+        .map_err(|_| Error::Corrupt(format!("deployment {name}: version {version} is out of range")))?;
+    sqlx::query("UPDATE deployments SET active = FALSE WHERE name = ? AND active")
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO deployments (name, version, hash, world, config, active, created_at) \
+         VALUES (?, ?, ?, ?, ?, TRUE, ?)",
+    )
+    .bind(name)
+    .bind(i64::from(version))
+    .bind(hash.as_str())
+    .bind(world.as_str())
+    .bind(config_to_sql(config)?)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_foreign_key_violation(&e) {
+            Error::NotFound(format!("component {hash} (store it before deploying it)"))
+        } else {
+            db_err(e)
+        }
+    })?;
+    let deployment = Deployment {
+        name: name.to_owned(),
+        version,
+        hash: hash.clone(),
+        world,
+        config: config.clone(),
+        active: true,
+        created_at: now,
+    };
+    Ok((deployment, true))
+}
+
+/// Makes `version` the active version of `name`.
+pub(super) async fn activate(conn: &mut SqliteConnection, name: &str, version: u32) -> Result<Deployment> {
+    let row: Option<DeploymentRow> =
+        sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND version = ?"))
+            .bind(name)
+            .bind(i64::from(version))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    let Some(row) = row else {
+        return Err(Error::NotFound(format!("deployment {name} version {version}")));
+    };
+    let deployment = Deployment::try_from(row)?;
+    // Deactivate first: the partial unique index allows one active version
+    // per name at every moment, not just at the commit.
+    sqlx::query("UPDATE deployments SET active = FALSE WHERE name = ? AND active AND version <> ?")
+        .bind(name)
+        .bind(i64::from(version))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    sqlx::query("UPDATE deployments SET active = TRUE WHERE name = ? AND version = ?")
+        .bind(name)
+        .bind(i64::from(version))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(Deployment { active: true, ..deployment })
+}
+
+/// Creates or replaces a schedule (every column takes the given value).
+pub(super) async fn put_schedule(conn: &mut SqliteConnection, s: &Schedule) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO schedules (name, workflow, cron, timezone, input, next_fire_at, last_fired_at, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET workflow = excluded.workflow, cron = excluded.cron, \
+           timezone = excluded.timezone, input = excluded.input, next_fire_at = excluded.next_fire_at, \
+           last_fired_at = excluded.last_fired_at, created_at = excluded.created_at",
+    )
+    .bind(s.name.as_str())
+    .bind(s.workflow.as_str())
+    .bind(s.cron.as_str())
+    .bind(s.timezone.as_str())
+    .bind(s.input.as_str())
+    .bind(s.next_fire_at.0)
+    .bind(s.last_fired_at.map(|t| t.0))
+    .bind(s.created_at.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Deletes a schedule.
+pub(super) async fn delete_schedule(conn: &mut SqliteConnection, name: &str) -> Result<()> {
+    let done =
+        sqlx::query("DELETE FROM schedules WHERE name = ?").bind(name).execute(&mut *conn).await.map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("schedule {name}")));
+    }
+    Ok(())
+}
+
+/// Fires tick `tick` of a schedule: a compare-and-set on `next_fire_at`,
+/// then the run, in this operation's savepoint (a run that cannot be
+/// created leaves the tick unfired). An idempotency key that already has a
+/// run gives that run.
+pub(super) async fn fire_schedule(
+    conn: &mut SqliteConnection,
+    name: &str,
+    tick: Micros,
+    next: Micros,
+    run: NewRun,
+) -> Result<Option<Run>> {
+    let moved =
+        sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fired_at = ? WHERE name = ? AND next_fire_at = ?")
+            .bind(next.0)
+            .bind(tick.0)
+            .bind(name)
+            .bind(tick.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+    if moved == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match create_run(conn, run).await? {
+        Created::New(run) | Created::Existing(run) => run,
+    }))
 }
 
 /// Checks that `lease` is still the run's current lease: the run exists,

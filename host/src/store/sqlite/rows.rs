@@ -9,7 +9,10 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::domain::{ComponentHash, Entry, EntryKey, EntryStatus, Event, Micros, Run, RunError, World};
+use crate::domain::{
+    ComponentHash, Deployment, DeploymentConfig, Entry, EntryKey, EntryStatus, Event, Micros, Run, RunError, Schedule,
+    World,
+};
 use crate::store::{Component, Error};
 
 /// The columns of [`RunRow`], in a literal so queries stay `&'static str`
@@ -29,6 +32,20 @@ macro_rules! event_columns {
     };
 }
 
+/// The columns of [`DeploymentRow`].
+macro_rules! deployment_columns {
+    () => {
+        "name, version, hash, world, config, active, created_at"
+    };
+}
+
+/// The columns of [`ScheduleRow`].
+macro_rules! schedule_columns {
+    () => {
+        "name, workflow, cron, timezone, input, next_fire_at, last_fired_at, created_at"
+    };
+}
+
 /// The columns of [`EntryRow`].
 macro_rules! entry_columns {
     () => {
@@ -37,7 +54,7 @@ macro_rules! entry_columns {
     };
 }
 
-pub(super) use {entry_columns, event_columns, run_columns};
+pub(super) use {deployment_columns, entry_columns, event_columns, run_columns, schedule_columns};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct ComponentRow {
@@ -186,6 +203,68 @@ impl TryFrom<EntryRow> for Entry {
             component: row.component,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct DeploymentRow {
+    name: String,
+    version: i64,
+    hash: String,
+    world: String,
+    config: String,
+    active: bool,
+    created_at: i64,
+}
+
+impl TryFrom<DeploymentRow> for Deployment {
+    type Error = Error;
+
+    fn try_from(row: DeploymentRow) -> Result<Self, Error> {
+        let what = || format!("deployment {} version {}", row.name, row.version);
+        let config: DeploymentConfig = serde_json::from_str(&row.config)
+            .map_err(|e| Error::Corrupt(format!("{}: bad value in column config: {e}", what())))?;
+        Ok(Deployment {
+            version: u32::try_from(row.version).map_err(|_| bad_value(&what(), "version", row.version))?,
+            hash: parse(&row.hash, &what, "hash")?,
+            world: parse(&row.world, &what, "world")?,
+            config,
+            active: row.active,
+            created_at: Micros(row.created_at),
+            name: row.name,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ScheduleRow {
+    name: String,
+    workflow: String,
+    cron: String,
+    timezone: String,
+    input: String,
+    next_fire_at: i64,
+    last_fired_at: Option<i64>,
+    created_at: i64,
+}
+
+impl From<ScheduleRow> for Schedule {
+    fn from(row: ScheduleRow) -> Self {
+        Schedule {
+            name: row.name,
+            workflow: row.workflow,
+            cron: row.cron,
+            timezone: row.timezone,
+            input: row.input,
+            next_fire_at: Micros(row.next_fire_at),
+            last_fired_at: row.last_fired_at.map(Micros),
+            created_at: Micros(row.created_at),
+        }
+    }
+}
+
+/// A deployment's config as stored: JSON text.
+pub(super) fn config_to_sql(config: &DeploymentConfig) -> Result<String, Error> {
+    serde_json::to_string(config).map_err(|e| Error::Database(format!("cannot encode a deployment config: {e}").into()))
 }
 
 /// Fuel as stored: SQL integers are signed; a count past `i64::MAX` (never
@@ -389,6 +468,27 @@ mod tests {
         assert_eq!(Component::try_from(row()).unwrap().world, World::Step);
         assert!(matches!(Component::try_from(ComponentRow { size: 4, ..row() }), Err(Error::Corrupt(_))));
         corrupt_mentions(Component::try_from(ComponentRow { world: "job".into(), ..row() }), "world");
+    }
+
+    #[test]
+    fn deployment_row_converts_and_rejects_bad_config() {
+        let row = || DeploymentRow {
+            name: "report".into(),
+            version: 3,
+            hash: ComponentHash::of(b"x").to_string(),
+            world: "workflow".into(),
+            config: r#"{"priority": 5}"#.into(),
+            active: true,
+            created_at: 7,
+        };
+        let d = Deployment::try_from(row()).unwrap();
+        assert_eq!((d.version, d.config.priority, d.active, d.world), (3, 5, true, World::Workflow));
+        corrupt_mentions(Deployment::try_from(DeploymentRow { config: "{".into(), ..row() }), "config");
+        corrupt_mentions(Deployment::try_from(DeploymentRow { config: r#"{"bogus":1}"#.into(), ..row() }), "config");
+        corrupt_mentions(Deployment::try_from(DeploymentRow { version: -1, ..row() }), "version");
+        corrupt_mentions(Deployment::try_from(DeploymentRow { world: "job".into(), ..row() }), "world");
+        let config = DeploymentConfig { priority: 2, ..Default::default() };
+        assert_eq!(serde_json::from_str::<DeploymentConfig>(&config_to_sql(&config).unwrap()).unwrap(), config);
     }
 
     #[test]

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ops;
 use super::rows::{db_err, replicate};
-use crate::domain::{Entry, Event, Micros, NewRun, Run, RunId};
+use crate::domain::{
+    ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, Schedule, World,
+};
 use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
 
 /// Most operations committed in one transaction. Bounds how long a commit
@@ -47,6 +49,11 @@ pub(super) enum Op {
     Park { lease: Lease, entries: Vec<Entry>, park: Park },
     Cancel { id: RunId, reason: String, now: Micros },
     SendEvent { name: String, data: String, now: Micros },
+    Deploy { name: String, hash: ComponentHash, world: World, config: Box<DeploymentConfig>, now: Micros },
+    Activate { name: String, version: u32 },
+    PutSchedule(Box<Schedule>),
+    DeleteSchedule(String),
+    FireSchedule { name: String, tick: Micros, next: Micros, run: Box<NewRun> },
 }
 
 /// What a write answers.
@@ -58,6 +65,8 @@ pub(super) enum Done {
     Claimed(Vec<(Run, Lease)>),
     Run(Box<Run>),
     Event(Event, u64),
+    Deployment(Box<Deployment>, bool),
+    Fired(Option<Box<Run>>),
 }
 
 struct Job {
@@ -203,6 +212,22 @@ async fn apply(conn: &mut SqliteConnection, op: Op) -> Result<Done> {
         Op::SendEvent { name, data, now } => {
             let (event, woken) = ops::send_event(conn, &name, &data, now).await?;
             Done::Event(event, woken)
+        }
+        Op::Deploy { name, hash, world, config, now } => {
+            let (deployment, created) = ops::deploy(conn, &name, &hash, world, &config, now).await?;
+            Done::Deployment(Box::new(deployment), created)
+        }
+        Op::Activate { name, version } => Done::Deployment(Box::new(ops::activate(conn, &name, version).await?), true),
+        Op::PutSchedule(schedule) => {
+            ops::put_schedule(conn, &schedule).await?;
+            Done::Written
+        }
+        Op::DeleteSchedule(name) => {
+            ops::delete_schedule(conn, &name).await?;
+            Done::Written
+        }
+        Op::FireSchedule { name, tick, next, run } => {
+            Done::Fired(ops::fire_schedule(conn, &name, tick, next, *run).await?.map(Box::new))
         }
     })
 }
