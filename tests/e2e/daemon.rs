@@ -206,3 +206,87 @@ fn security_and_bad_requests() {
     assert_eq!(status, 200);
     assert!(metrics.as_str().unwrap_or_default().contains("ferry_step_runs_total"), "{metrics}");
 }
+
+#[test]
+fn an_event_starts_the_workflows_that_listen_for_it() {
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    d.deploy_api("wf-sleep", "on-signup", json!({"on_events": ["client-signed-up"]}), None);
+    let body = json!({"name": "client-signed-up", "data": {"ms": 1, "client": "acme"}}).to_string().into_bytes();
+    let (status, resp) = d.request("POST", "/v1/events", Some(body), None);
+    assert_eq!(status, 200, "{resp}");
+    let started = resp["started"].as_array().cloned().unwrap_or_default();
+    assert_eq!(started.len(), 1, "{resp}");
+    let run = d.wait(started[0].as_str().unwrap_or_default());
+    assert_eq!(run["status"], "completed");
+    assert!(run["input"].as_str().unwrap_or_default().contains("acme"), "the event's data is the input: {run}");
+}
+
+#[test]
+fn replay_and_rerun_go_through_the_daemon() {
+    let server = TestServer::start();
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    deploy_steps(&d, &server);
+    let allow = json!({ "allow_hosts": [server.addr.to_string()] });
+    d.deploy_api("pages", "pages", allow.clone(), None);
+    d.deploy_api("wf-report", "report", json!({}), None);
+    let id = d.start_run("report", json!({"url": server.url("")}));
+    let run = d.wait(&id);
+    assert_eq!(run["status"], "failed", "the 504 page fails the run: {run}");
+
+    // The recording comes from the daemon; the fix is tried locally.
+    let fixed = format!("pages={}", crate::support::guest("pages-fixed").display());
+    let out = d.ferry(&["replay", &id, "--component", &fixed]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(r#""complete":false"#), "{text}");
+
+    // Deploy the fix, then rerun from the failed step: earlier steps are kept.
+    d.deploy_api("pages-fixed", "pages", allow, None);
+    let hits_a = server.count("a");
+    let out = d.ferry(&["rerun", &id, "--from", "pull", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rerun: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(rerun["status"], "completed", "{rerun}");
+    assert_eq!(server.count("a"), hits_a, "count-a was not executed again");
+    assert_eq!(server.count("c"), 1);
+}
+
+#[test]
+fn every_route_in_the_api_document_exists() {
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    let doc = std::fs::read_to_string(crate::support::root().join("docs/API.md")).unwrap_or_default();
+    let mut routes: Vec<(String, String)> = Vec::new();
+    for word in doc.split('`') {
+        let mut parts = word.split_whitespace();
+        if let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next())
+            && ["GET", "POST", "DELETE"].contains(&method)
+            && path.starts_with('/')
+        {
+            let path = path
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .replace("{id}", "run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K")
+                .replace("{name}", "x");
+            routes.push((method.to_owned(), path));
+        }
+    }
+    routes.sort();
+    routes.dedup();
+    assert!(routes.len() >= 14, "the document names its routes: {routes:?}");
+    for (method, path) in &routes {
+        let body = (method != "GET").then(|| b"{}".to_vec());
+        let (status, resp) = d.request(method, path, body, None);
+        let unrouted = status == 404 && resp["error"]["message"].as_str().unwrap_or_default().contains("no such route");
+        assert!(!unrouted && status != 405, "{method} {path} is documented but not served: {status} {resp}");
+        if status >= 400 {
+            assert!(
+                resp["error"]["code"].is_string() && resp["error"]["message"].is_string(),
+                "{method} {path}: error shape {resp}"
+            );
+        }
+    }
+}

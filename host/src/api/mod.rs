@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}", get(runs::show))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/wait", post(runs::wait))
+        .route("/v1/runs/{id}/rerun", post(runs::rerun))
+        .route("/v1/runs/{id}/export", get(runs::export))
         .route("/v1/events", post(events::send))
         .route("/v1/schedules", get(events::schedules).post(events::put_schedule))
         .route("/v1/schedules/{name}", axum::routing::delete(events::delete_schedule))

@@ -143,3 +143,75 @@ pub async fn wait(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    from: String,
+    /// Another version of the workflow to run it on (base64 component).
+    #[serde(default)]
+    component_base64: Option<String>,
+}
+
+/// Starts the rerun of a run from one of its step calls; the daemon's
+/// workers execute it. Steps resolve to their active deployments, so to
+/// rerun on a fixed step, deploy the fix first.
+pub async fn rerun(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RerunRequest>,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let id = parse_id(&id)?;
+    let original = get_run(&state, &id).await?;
+    let component = match &req.component_base64 {
+        None => None,
+        Some(b64) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.as_bytes())
+                .map_err(|e| ApiError::bad_request(format!("component_base64 is not base64: {e}")))?;
+            let loaded = state.engine.load(&bytes).await.map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            if loaded.world != original.kind {
+                return Err(ApiError::unprocessable(format!(
+                    "the component is a {}; the run is a {}",
+                    loaded.world, original.kind
+                )));
+            }
+            let c = crate::store::Component {
+                hash: loaded.hash.clone(),
+                world: loaded.world,
+                bytes,
+                created_at: Micros::now(),
+            };
+            state.store.put_component(&c).await?;
+            Some(loaded.hash.clone())
+        }
+    };
+    let owner = format!("api-{}", std::process::id());
+    match crate::workflow::start_rerun(state.store.as_ref(), &owner, &id, &req.from, component).await {
+        Ok((run, kept)) => {
+            Ok((StatusCode::CREATED, Json(json!({ "run": run, "rerun_of": id, "kept_entries": kept }))).into_response())
+        }
+        Err(crate::workflow::RerunError::Store(e)) => Err(e.into()),
+        Err(e @ crate::workflow::RerunError::NoRun(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    with_components: bool,
+}
+
+/// The run's recording as `ferry export` writes it.
+pub async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Json<crate::replay::Export>, ApiError> {
+    let id = parse_id(&id)?;
+    let (rec, worlds) = crate::replay::load_recording(state.store.as_ref(), &id).await?;
+    Ok(Json(crate::replay::Export::new(&rec, &worlds, q.with_components)))
+}

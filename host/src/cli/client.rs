@@ -313,6 +313,18 @@ impl Client {
             .await
     }
 
+    /// `GET /v1/runs/{id}/export`: the run's recording.
+    pub async fn export(&self, id: &RunId, with_components: bool) -> anyhow::Result<Reply<Value>> {
+        let query = [("with_components", with_components.to_string())];
+        self.call(Method::GET, &["v1", "runs", &id.to_string(), "export"], &query, None, CALL_TIMEOUT * 4).await
+    }
+
+    /// `POST /v1/runs/{id}/rerun`.
+    pub async fn rerun(&self, id: &RunId, from: &str) -> anyhow::Result<Reply<Value>> {
+        let body = json_body(&serde_json::json!({ "from": from }))?;
+        self.call(Method::POST, &["v1", "runs", &id.to_string(), "rerun"], &[], Some(body), CALL_TIMEOUT).await
+    }
+
     /// `POST /v1/events`.
     pub async fn send_event(&self, name: &str, data: &Value) -> anyhow::Result<Reply<EventSent>> {
         let body = json_body(&serde_json::json!({ "name": name, "data": data }))?;

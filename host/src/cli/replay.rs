@@ -8,11 +8,10 @@ use anyhow::{Context as _, bail};
 
 use super::format::one_line;
 use super::{StoreArgs, WorkerArgs};
-use crate::domain::{ComponentHash, EntryKind, Micros, NewRun, RunId, World};
+use crate::domain::{Micros, RunId};
 use crate::engine::Secrets;
 use crate::exec::Host;
 use crate::replay::{Export, Recording, Replayer, Report, Side, Verdict};
-use crate::store::{Created, Park, Store};
 use crate::workflow::{StepResolver, Until};
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +28,8 @@ pub struct ReplayArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    daemon: super::client::DaemonArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -60,8 +61,25 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let id: RunId = args.run.as_deref().context("name the run to replay, or use --from-file")?.parse()?;
-            let store = args.store.open_store().await?;
-            load_recording(store.as_ref(), &id).await?.0
+            let mut from_daemon = None;
+            if let Some(client) = args.store.target(&args.daemon)? {
+                // The recording comes over the API; the replay runs here.
+                match client.export(&id, true).await {
+                    Ok(reply) => {
+                        let text = serde_json::to_vec(&reply.json)?;
+                        from_daemon = Some(Export::parse(&text)?.recording()?);
+                    }
+                    Err(e) if args.store.fall_back(&e, &client) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match from_daemon {
+                Some(rec) => rec,
+                None => {
+                    let store = args.store.open_store().await?;
+                    crate::replay::load_recording(store.as_ref(), &id).await?.0
+                }
+            }
         }
     };
     let mut overrides = HashMap::new();
@@ -82,34 +100,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         print!("{}", render(&recording, &report, !args.components.is_empty()));
     }
     Ok(if report.identical() { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// A run, its journal and the bytes of every component it used.
-pub async fn load_recording(
-    store: &dyn Store,
-    id: &RunId,
-) -> anyhow::Result<(Recording, HashMap<ComponentHash, World>)> {
-    let run = store.run(id).await?.with_context(|| format!("no run {id} in the store"))?;
-    let journal = store.journal(id).await?;
-    let mut hashes = vec![run.component_hash.clone()];
-    for e in journal.iter().filter(|e| e.kind == EntryKind::Step) {
-        if let Some(hash) = e.component.as_deref().and_then(|c| c.rsplit_once('@')).and_then(|(_, h)| h.parse().ok()) {
-            hashes.push(hash);
-        }
-    }
-    hashes.sort();
-    hashes.dedup();
-    let mut components = HashMap::new();
-    let mut worlds = HashMap::new();
-    for hash in hashes {
-        let c = store
-            .component(&hash)
-            .await?
-            .with_context(|| format!("component {hash} of run {id} is not in the store"))?;
-        worlds.insert(hash.clone(), c.world);
-        components.insert(hash, c.bytes);
-    }
-    Ok((Recording { run, journal, components }, worlds))
 }
 
 fn render(rec: &Recording, report: &Report, swapped: bool) -> String {
@@ -209,7 +199,7 @@ pub struct ExportArgs {
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let id: RunId = args.run.parse()?;
     let store = args.store.open_store().await?;
-    let (rec, worlds) = load_recording(store.as_ref(), &id).await?;
+    let (rec, worlds) = crate::replay::load_recording(store.as_ref(), &id).await?;
     let doc = Export::new(&rec, &worlds, args.with_components);
     let text = serde_json::to_string_pretty(&doc)?;
     match &args.output {
@@ -243,6 +233,8 @@ pub struct RerunArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    daemon: super::client::DaemonArgs,
+    #[command(flatten)]
     worker: WorkerArgs,
     #[command(flatten)]
     store: StoreArgs,
@@ -250,83 +242,90 @@ pub struct RerunArgs {
 
 pub async fn rerun(args: RerunArgs) -> anyhow::Result<ExitCode> {
     let id: RunId = args.run.parse()?;
+    if let Some(client) = args.store.target(&args.daemon)? {
+        match rerun_on_daemon(&args, &client, &id).await {
+            Err(e) if args.store.fall_back(&e, &client) => {}
+            done => return done,
+        }
+    }
     let store = args.store.open_store().await?;
     let run = store.run(&id).await?.with_context(|| format!("no run {id} in the store"))?;
-    let journal = store.journal(&id).await?;
-    let from = journal
-        .iter()
-        .filter(|e| e.kind == EntryKind::Step && e.name == args.from)
-        .map(|e| e.key.seq)
-        .min()
-        .with_context(|| {
-            let mut names: Vec<&str> =
-                journal.iter().filter(|e| e.kind == EntryKind::Step).map(|e| e.name.as_str()).collect();
-            names.dedup();
-            format!("run {id} has no step call named `{}`; its step calls: {}", args.from, names.join(", "))
-        })?;
     let host = Host::new(store.clone(), args.store.engine()?, Secrets::from_env());
     let mut worker_args = args.worker.clone();
-    let mut component_hash = run.component_hash.clone();
+    let mut component_hash = None;
     for (name, file) in &args.components {
         if name == &run.component {
             let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
             let loaded = host.engine.load(&bytes).await?;
-            host.store
-                .put_component(&crate::store::Component {
-                    hash: loaded.hash.clone(),
-                    world: loaded.world,
-                    bytes,
-                    created_at: Micros::now(),
-                })
-                .await?;
-            component_hash = loaded.hash.clone();
+            let component = crate::store::Component {
+                hash: loaded.hash.clone(),
+                world: loaded.world,
+                bytes,
+                created_at: Micros::now(),
+            };
+            host.store.put_component(&component).await?;
+            component_hash = Some(loaded.hash.clone());
         } else {
             worker_args.bind_step(name, file);
         }
     }
-    let created = store
-        .create_run(NewRun {
-            id: RunId::new(),
-            kind: run.kind,
-            component: run.component.clone(),
-            component_hash,
-            input: run.input.clone(),
-            idempotency_key: None,
-            created_at: Micros::now(),
-            origin: Some(format!("rerun of {id} from `{}`", args.from)),
-            flow: Default::default(),
-        })
-        .await?;
-    let Created::New(new_run) = created else { bail!("a run with the new id already exists") };
-    // Keep the journal before the step: copied under the new run, fenced by
-    // a lease, then the run is released to the worker, due at once.
-    let lease = store.claim(&new_run.id, &host.owner, std::time::Duration::from_secs(60), Micros::now()).await?;
-    let kept: Vec<_> = journal
-        .into_iter()
-        .filter(|e| e.key.seq < from)
-        .map(|mut e| {
-            e.run_id = new_run.id;
-            e
-        })
-        .collect();
-    let kept_count = kept.len();
-    store.park(&lease, kept, Park { wake_at: Some(Micros::now()), event: None }).await?;
+    let (new_run, kept) =
+        crate::workflow::start_rerun(store.as_ref(), &host.owner, &id, &args.from, component_hash).await?;
     let worker = worker_args.worker(&host, crate::domain::Limits::default())?;
     worker.run(Until::Final(new_run.id)).await?;
     let done = store.run(&new_run.id).await?.context("the rerun vanished")?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({"run_id": done.id, "rerun_of": id, "from": args.from, "kept_entries": kept_count, "status": done.status, "output": done.output, "error": done.error})
-        );
+        let doc = serde_json::json!({
+            "run_id": done.id, "rerun_of": id, "from": args.from, "kept_entries": kept,
+            "status": done.status, "output": done.output, "error": done.error,
+        });
+        println!("{doc}");
     } else {
-        println!(
-            "{} {}  (rerun of {id} from `{}`; {kept_count} journal entries kept)",
-            done.id, done.status, args.from
-        );
+        println!("{} {}  (rerun of {id} from `{}`; {kept} journal entries kept)", done.id, done.status, args.from);
         if let Some(e) = &done.error {
             println!("  {}: {}", e.kind, e.message);
         }
     }
     Ok(if done.status == crate::domain::RunStatus::Completed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `ferry rerun` against the daemon: its workers run the new run on the
+/// active deployments (deploy a fixed step first to rerun on it).
+async fn rerun_on_daemon(args: &RerunArgs, client: &super::client::Client, id: &RunId) -> anyhow::Result<ExitCode> {
+    if !args.components.is_empty() {
+        bail!(
+            "with a daemon, deploy the fixed component first (`ferry deploy FILE --name NAME`), then rerun: \
+             steps resolve to their active deployment; use --db to rerun locally with --component"
+        );
+    }
+    let started = client.rerun(id, &args.from).await?;
+    let new_id: RunId = started.json["run"]["id"].as_str().unwrap_or_default().parse()?;
+    let kept = started.json["kept_entries"].as_u64().unwrap_or(0);
+    let run = loop {
+        let reply = client.wait(&new_id, std::time::Duration::from_secs(30)).await?;
+        if reply.json["run"]["status"]
+            .as_str()
+            .and_then(|s| s.parse::<crate::domain::RunStatus>().ok())
+            .is_some_and(|s| s.is_final())
+        {
+            break reply.json["run"].clone();
+        }
+    };
+    if args.json {
+        let doc = serde_json::json!({
+            "run_id": new_id, "rerun_of": id, "from": args.from, "kept_entries": kept,
+            "status": run["status"], "output": run["output"], "error": run["error"],
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "{new_id} {}  (rerun of {id} from `{}`; {kept} journal entries kept)",
+            run["status"].as_str().unwrap_or("?"),
+            args.from
+        );
+        if let Some(m) = run["error"]["message"].as_str() {
+            println!("  {}: {m}", run["error"]["kind"].as_str().unwrap_or("error"));
+        }
+    }
+    Ok(if run["status"] == "completed" { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

@@ -136,6 +136,34 @@ pub struct Recording {
     pub components: HashMap<ComponentHash, Vec<u8>>,
 }
 
+/// Loads a run, its journal and the bytes of every component it used (the
+/// workflow's and each step attempt's) from a store, with their worlds.
+pub async fn load_recording(
+    store: &dyn crate::store::Store,
+    id: &crate::domain::RunId,
+) -> Result<(Recording, HashMap<ComponentHash, World>), crate::store::Error> {
+    use crate::store::Error;
+    let run = store.run(id).await?.ok_or_else(|| Error::NotFound(format!("run {id}")))?;
+    let journal = store.journal(id).await?;
+    let mut hashes = vec![run.component_hash.clone()];
+    for e in journal.iter().filter(|e| e.kind == EntryKind::Step) {
+        if let Some(hash) = e.component.as_deref().and_then(|c| c.rsplit_once('@')).and_then(|(_, h)| h.parse().ok()) {
+            hashes.push(hash);
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    let mut components = HashMap::new();
+    let mut worlds = HashMap::new();
+    for hash in hashes {
+        let c =
+            store.component(&hash).await?.ok_or_else(|| Error::NotFound(format!("component {hash} of run {id}")))?;
+        worlds.insert(hash.clone(), c.world);
+        components.insert(hash, c.bytes);
+    }
+    Ok((Recording { run, journal, components }, worlds))
+}
+
 /// Re-executes recordings. Cheap to clone.
 #[derive(Clone)]
 pub struct Replayer {

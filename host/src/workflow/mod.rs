@@ -18,11 +18,13 @@
 //!   instance. The run resumes by replay when it is woken.
 
 mod orchestration;
+mod rerun;
 mod run;
 mod scheduler;
 mod state;
 mod steps;
 
+pub use rerun::{RerunError, start_rerun};
 pub use run::{Executor, RunCtx, RunPolicy};
 pub use scheduler::{Until, Worker, WorkerConfig};
 pub use steps::{Resolved, StepResolver};
