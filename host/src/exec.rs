@@ -71,33 +71,8 @@ impl Host {
         input: &str,
         opts: ExecOptions,
     ) -> Result<Report, ExecError> {
-        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
-        let loaded = self.engine.load(bytes).await?;
-        if loaded.world != World::Step {
-            return Err(LoadError::WrongWorld(format!("`{name}` is a {}, not a step", loaded.world)).into());
-        }
-        self.store
-            .put_component(&Component {
-                hash: loaded.hash.clone(),
-                world: loaded.world,
-                bytes: bytes.to_vec(),
-                created_at: Micros::now(),
-            })
-            .await?;
-        let created = self
-            .store
-            .create_run(NewRun {
-                id: RunId::new(),
-                kind: World::Step,
-                component: name.to_owned(),
-                component_hash: loaded.hash.clone(),
-                input: input.to_owned(),
-                idempotency_key: opts.idempotency_key.clone(),
-                created_at: Micros::now(),
-                origin: None,
-                flow: Default::default(),
-            })
-            .await?;
+        let (loaded, created) =
+            self.submit(bytes, name, input, opts.idempotency_key.clone(), Some(World::Step)).await?;
         let run = match created {
             Created::Existing(run) => {
                 let entries = self.store.journal(&run.id).await?.len();
@@ -155,30 +130,7 @@ impl Host {
         worker: &crate::workflow::Worker,
         detach: bool,
     ) -> Result<Report, ExecError> {
-        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
-        let loaded = self.engine.load(bytes).await?;
-        self.store
-            .put_component(&Component {
-                hash: loaded.hash.clone(),
-                world: loaded.world,
-                bytes: bytes.to_vec(),
-                created_at: Micros::now(),
-            })
-            .await?;
-        let created = self
-            .store
-            .create_run(NewRun {
-                id: RunId::new(),
-                kind: loaded.world,
-                component: name.to_owned(),
-                component_hash: loaded.hash.clone(),
-                input: input.to_owned(),
-                idempotency_key: opts.idempotency_key.clone(),
-                created_at: Micros::now(),
-                origin: None,
-                flow: Default::default(),
-            })
-            .await?;
+        let (_, created) = self.submit(bytes, name, input, opts.idempotency_key.clone(), None).await?;
         let executed = matches!(created, Created::New(_));
         let id = created.run().id;
         let started = std::time::Instant::now();
@@ -191,6 +143,46 @@ impl Host {
         let journal = self.store.journal(&id).await?;
         let fuel = journal.iter().filter_map(|e| e.fuel).sum();
         Ok(Report { run, executed, fuel, entries: journal.len(), duration })
+    }
+}
+
+impl Host {
+    /// Checks the input and the component (of world `expect`, if given),
+    /// stores the component, and creates its run (or finds the one with the
+    /// same idempotency key). Nothing is written if a check fails.
+    async fn submit(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        input: &str,
+        idempotency_key: Option<String>,
+        expect: Option<World>,
+    ) -> Result<(Arc<crate::engine::Loaded>, Created), ExecError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
+        let loaded = self.engine.load(bytes).await?;
+        if let Some(world) = expect.filter(|w| *w != loaded.world) {
+            return Err(LoadError::WrongWorld(format!("`{name}` is a {}, not a {world}", loaded.world)).into());
+        }
+        let component = Component {
+            hash: loaded.hash.clone(),
+            world: loaded.world,
+            bytes: bytes.to_vec(),
+            created_at: Micros::now(),
+        };
+        self.store.put_component(&component).await?;
+        let run = NewRun {
+            id: RunId::new(),
+            kind: loaded.world,
+            component: name.to_owned(),
+            component_hash: loaded.hash.clone(),
+            input: input.to_owned(),
+            idempotency_key,
+            created_at: Micros::now(),
+            origin: None,
+            flow: Default::default(),
+        };
+        let created = self.store.create_run(run).await?;
+        Ok((loaded, created))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Ferry: durable workflows whose every step is a sandboxed, fuel-metered WebAssembly component.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod daemon;
 pub mod domain;

@@ -2,6 +2,7 @@
 //! in `main.rs` only.
 
 mod activate;
+mod bench;
 mod build;
 mod client;
 mod demo;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::engine::{Engine, EngineConfig};
-use crate::store::{Durability, Store, sqlite::SqliteStore};
+use crate::store::{Durability, Store};
 
 /// Durable workflows whose every step is a sandboxed, fuel-metered
 /// WebAssembly component.
@@ -61,8 +62,7 @@ impl StoreArgs {
     }
 
     async fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let store = SqliteStore::open(self.db(), self.durability).await?;
-        Ok(Arc::new(store))
+        Ok(crate::store::open(self.db(), self.durability).await?)
     }
 
     /// Where a command that works on a store or on the daemon goes: the
@@ -123,6 +123,8 @@ enum Command {
     Run(run::Args),
     /// List the daemon's schedules and when they fire next.
     Schedules(schedules::Args),
+    /// Run the seed workload in-process on a fresh store and report throughput, latency and memory.
+    Bench(bench::Args),
 }
 
 impl Cli {
@@ -146,6 +148,7 @@ impl Cli {
             Command::Activate(args) => activate::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Schedules(args) => schedules::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     }
 }

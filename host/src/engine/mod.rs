@@ -198,6 +198,11 @@ impl Engine {
         self.origin
     }
 
+    /// The component with this hash, if this process has loaded it.
+    pub fn loaded(&self, hash: &ComponentHash) -> Option<Arc<Loaded>> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(hash).cloned()
+    }
+
     /// Checks, compiles (or loads from the cache) and links a component.
     /// Loading the same bytes twice returns the same `Loaded`.
     pub async fn load(&self, bytes: &[u8]) -> Result<Arc<Loaded>, LoadError> {

@@ -4,7 +4,7 @@
 //! Each behaviour is one `async fn` taking a fresh, empty store. The
 //! [`contract_tests!`] macro turns the whole list into `#[tokio::test]`s for
 //! one backend, given an async factory returning `Option<Harness>` (`None`
-//! skips, e.g. Postgres without `TEST_DATABASE_URL`):
+//! skips, e.g. Postgres without `FERRY_TEST_POSTGRES`):
 //!
 //! ```ignore
 //! contract_tests!(sqlite, crate::store::sqlite::test_harness);
@@ -100,6 +100,27 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(sqlite, crate::store::sqlite::test_harness);
+contract_tests!(postgres, crate::store::postgres::test_harness);
+
+/// The two migration folders list the same versions by the same names, so
+/// a schema change is made for both backends.
+#[test]
+fn migrations_mirror_each_other_by_name() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let names = |dialect: &str| -> Vec<String> {
+        let dir = std::fs::read_dir(root.join(dialect)).expect("a migrations folder");
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = names("sqlite");
+    assert!(sqlite.contains(&"0001_initial.sql".to_owned()));
+    assert_eq!(names("postgres"), sqlite, "migrations/postgres must mirror migrations/sqlite");
+}
 
 // ---------------------------------------------------------------- fixtures
 

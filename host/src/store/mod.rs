@@ -16,11 +16,13 @@
 //! - A run's idempotency key is unique per component: creating a second run
 //!   with the same key returns the first.
 
+pub mod postgres;
 pub mod sqlite;
 
 #[cfg(test)]
 mod contract;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +31,21 @@ use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunError, RunId, RunStatus,
     Schedule, World,
 };
+
+/// Opens the store at `url`: a Postgres URL (`postgres://…` or
+/// `postgresql://…`) opens [`postgres::PgStore`], anything else (a file
+/// path, a `sqlite:` URL) opens [`sqlite::SqliteStore`].
+///
+/// # Errors
+/// Those of the backend's `open`.
+pub async fn open(url: &str, durability: Durability) -> Result<Arc<dyn Store>> {
+    let lower = url.trim_start().to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url.trim_start(), durability).await?))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, durability).await?))
+    }
+}
 
 /// What went wrong in the store, sorted by what the caller can do.
 #[derive(Debug, thiserror::Error)]

@@ -67,8 +67,6 @@ pub struct Worker {
     steps: Arc<StepResolver>,
     secrets: Arc<Secrets>,
     config: WorkerConfig,
-    /// Endings of the runs executed, for reports.
-    endings: Arc<Mutex<Vec<(RunId, String)>>>,
     /// Leases of the runs in flight.
     held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
 }
@@ -82,7 +80,7 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self, String> {
         let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
-        Ok(Self { store, engine, executor, steps, secrets, config, endings: Arc::default(), held: Arc::default() })
+        Ok(Self { store, engine, executor, steps, secrets, config, held: Arc::default() })
     }
 
     /// Claims and executes runs until `until` holds.
@@ -139,8 +137,13 @@ impl Worker {
         let held: Vec<Lease> = self.held.lock().unwrap_or_else(|e| e.into_inner()).drain().map(|(_, l)| l).collect();
         for lease in held {
             let park = store::Park { wake_at: Some(Micros::now()), event: None };
-            if let Err(e) = self.store.park(&lease, Vec::new(), park).await {
-                tracing::warn!(run = %lease.run_id, error = %e, "could not hand the run back; it resumes when its lease expires");
+            match self.store.park(&lease, Vec::new(), park).await {
+                Ok(()) => {}
+                // It finished (or was cancelled) just as it was stopped.
+                Err(store::Error::Conflict(_) | store::Error::LeaseLost { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(run = %lease.run_id, error = %e, "could not hand the run back; it resumes when its lease expires");
+                }
             }
         }
     }
@@ -170,14 +173,13 @@ impl Worker {
 
     /// The task executing one claimed run, with its heartbeat.
     fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (store, engine, executor, steps, secrets, config, endings, held) = (
+        let (store, engine, executor, steps, secrets, config, held) = (
             self.store.clone(),
             self.engine.clone(),
             self.executor.clone(),
             self.steps.clone(),
             self.secrets.clone(),
             self.config.clone(),
-            self.endings.clone(),
             self.held.clone(),
         );
         held.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, lease.clone());
@@ -185,14 +187,10 @@ impl Worker {
             let id = run.id;
             let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            let text = match &ending {
-                Ok(e) => format!("{e:?}"),
-                Err(e) => {
-                    tracing::error!(run = %id, error = %e, "executing the run failed");
-                    e.to_string()
-                }
-            };
-            endings.lock().unwrap_or_else(|e| e.into_inner()).push((id, text));
+            match ending {
+                Ok(e) => tracing::debug!(run = %id, ending = ?e, "run executed"),
+                Err(e) => tracing::error!(run = %id, error = %e, "executing the run failed"),
+            }
         }
     }
 }
@@ -208,11 +206,20 @@ async fn execute(
     run: Run,
     lease: Lease,
 ) -> Result<Ending, store::Error> {
-    let component = store
-        .component(&run.component_hash)
-        .await?
-        .ok_or_else(|| store::Error::NotFound(format!("component {} of run {}", run.component_hash, run.id)))?;
-    let loaded = match engine.load(&component.bytes).await {
+    // Loaded components are kept by hash: only a component this process has
+    // not seen yet is read from the store (and hashed, compiled or loaded
+    // from the artifact cache).
+    let load = async {
+        if let Some(l) = engine.loaded(&run.component_hash) {
+            return Ok(Ok(l));
+        }
+        let component = store
+            .component(&run.component_hash)
+            .await?
+            .ok_or_else(|| store::Error::NotFound(format!("component {} of run {}", run.component_hash, run.id)))?;
+        Ok::<_, store::Error>(engine.load(&component.bytes).await)
+    };
+    let loaded = match load.await? {
         Ok(l) => l,
         Err(e) => {
             let error = crate::domain::RunError { kind: crate::domain::RunErrorKind::Host, message: e.to_string() };

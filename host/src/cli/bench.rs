@@ -1,0 +1,277 @@
+//! `ferry bench`: the seed workload in-process on a fresh store; a table
+//! (or `--json`) of throughput, latency, per-step overhead, memory and
+//! store size. The workload driver is `crate::bench`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::StoreArgs;
+use super::format::{bytes, thousands};
+use crate::bench::{self, Config, Observer, Report};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workflows of the throughput phase.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    workflows: u64,
+    /// Step calls per workflow (each a run of the `echo` step on a ~200-byte JSON input).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    steps: u32,
+    /// The fan-out shape (`wf-fanout-bench`): half the steps in one parallel
+    /// `call_steps`, then the rest in sequence (6 + 6 for 12 steps).
+    #[arg(long)]
+    parallel: bool,
+    /// Workflows in flight in the throughput phase.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Runs of the latency phase, executed one at a time after the
+    /// throughput phase (at most `--workflows`).
+    #[arg(long, default_value_t = 50)]
+    latency_runs: u32,
+    /// Record the process's RSS after each 1/K of the throughput phase's
+    /// runs finished (to see that memory stays flat).
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    rss_checkpoints: u32,
+    /// The folder with `echo.wasm`, `wf_seq.wasm` and `wf_fanout_bench.wasm`
+    /// (default: build them from `steps/` as `ferry build` does).
+    #[arg(long, value_name = "DIR")]
+    steps_dir: Option<PathBuf>,
+    /// Print one JSON object for programs instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// `--db`: the store to create (it must not exist yet; default: a
+    /// temporary SQLite file, removed afterwards). `--durability`: the
+    /// store's commit mode, reported with the results.
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// The packages of `steps/` the benchmark runs.
+const PACKAGES: [&str; 3] = [bench::STEP, bench::SEQUENTIAL, bench::FANOUT];
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let guests = match &args.steps_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = super::build::find_steps_dir()
+                .context("ferry bench builds its guests from steps/; or pass --steps-dir")?;
+            let packages: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+            super::build::build_steps(&dir, None, false, &packages).await?.0
+        }
+    };
+    for name in PACKAGES {
+        let file = guests.join(format!("{}.wasm", name.replace('-', "_")));
+        if !file.exists() {
+            bail!("{} is missing: build the `{name}` package of steps/ (or leave out --steps-dir)", file.display());
+        }
+    }
+
+    // A fresh store: a temporary file unless --db names one that is not there yet.
+    let scratch;
+    let mut store_args = args.store.clone();
+    let db_file = match &args.store.db {
+        Some(db) => {
+            let file = bench::sqlite_file(db);
+            if let Some(f) = &file
+                && std::fs::metadata(f).is_ok_and(|m| m.len() > 0)
+            {
+                bail!(
+                    "{} already exists: ferry bench needs a fresh store (remove it or pick another --db)",
+                    f.display()
+                );
+            }
+            file
+        }
+        None => {
+            scratch = Scratch::new()?;
+            let file = scratch.0.join("bench.db");
+            store_args.db = Some(file.to_string_lossy().into_owned());
+            Some(file)
+        }
+    };
+    let store = store_args.open_store().await?;
+    let engine = store_args.engine()?;
+
+    let config = Config {
+        workflows: args.workflows,
+        steps: args.steps,
+        parallel: args.parallel,
+        concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
+        latency_runs: args.latency_runs,
+        rss_checkpoints: args.rss_checkpoints,
+        durability: store_args.durability,
+    };
+    let display = Display::new(args.json, &config);
+    let report = bench::run(store, engine, &guests, db_file.as_deref(), &config, &display).await?;
+    let ok = report.failed == 0 && report.latency_failed == 0 && report.completed == report.workflows;
+
+    if args.json {
+        let mut doc = serde_json::to_value(&report)?;
+        doc["db"] = serde_json::Value::from(if args.store.db.is_some() { store_args.db.clone() } else { None });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A temporary folder for the default store, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("ferry-bench-{}-{}", std::process::id(), ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Phase lines and a progress bar on stderr; silent with `--json`, and
+/// without a bar when stderr is not a terminal.
+struct Display {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    steps: u32,
+    line: String,
+}
+
+impl Display {
+    fn new(json: bool, config: &Config) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!json && tty).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(config.workflows), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("  [{elapsed_precise}] {wide_bar} {pos}/{len} runs  {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let (parallel, sequential) = config.shape();
+        let line = format!(
+            "throughput: {} workflows of {} ({}), {} in flight…",
+            thousands(config.workflows),
+            config.workflow(),
+            shape_text(parallel, sequential),
+            config.concurrency.max(1)
+        );
+        Self { quiet: json, bar, steps: config.steps, line }
+    }
+}
+
+impl Observer for Display {
+    fn phase(&self, name: &str, runs: u64) {
+        if self.quiet {
+            return;
+        }
+        match name {
+            "baseline" => eprintln!("baseline: {} calls of echo on a live instance…", thousands(runs)),
+            "warm-up" => eprintln!("warm-up: one run…"),
+            "throughput" => eprintln!("{}", self.line),
+            "latency" => eprintln!("latency: {runs} runs, one at a time…"),
+            other => eprintln!("{other}…"),
+        }
+    }
+
+    fn progress(&self, finished: u64, failed: u64, elapsed: Duration) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(finished);
+            let rate = (finished * u64::from(self.steps)) as f64 / elapsed.as_secs_f64().max(1e-3);
+            let failed = if failed > 0 { format!(" · {failed} failed") } else { String::new() };
+            bar.set_message(format!("{} step-runs/s{failed}", thousands(rate as u64)));
+        }
+    }
+
+    fn throughput_done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn shape_text(parallel: u32, sequential: u32) -> String {
+    if parallel == 0 {
+        format!("{sequential} sequential steps")
+    } else {
+        format!("{parallel} parallel + {sequential} sequential steps")
+    }
+}
+
+/// `6.5 µs`, `1.52 ms`, `2.10 s`.
+fn micros(us: f64) -> String {
+    if us.abs() < 1_000.0 {
+        format!("{us:.1} µs")
+    } else if us.abs() < 1_000_000.0 {
+        format!("{:.2} ms", us / 1_000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+/// The report as a table people read.
+fn table(r: &Report) -> String {
+    let mut out = String::new();
+    let mut row = |label: &str, value: String, note: String| {
+        let line = format!("  {label:<20} {value:>14}  {note}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    let durability = format!("{:?}", r.durability).to_lowercase();
+    let head = format!(
+        "ferry bench: {} workflows of {} ({}, step `{}` on a {}-byte JSON input), {} in flight, durability {durability}, {} cores\n",
+        thousands(r.workflows),
+        r.workflow,
+        shape_text(r.parallel_steps, r.sequential_steps),
+        r.step,
+        r.payload_bytes,
+        r.concurrency,
+        r.cores,
+    );
+    row("completed", thousands(r.completed), format!("{} failed", r.failed));
+    row(
+        "step-runs/s",
+        thousands(r.step_runs_per_s.round() as u64),
+        format!(
+            "{} step-runs in {:.2} s ({:.0} workflows/s)",
+            thousands(r.step_runs),
+            r.throughput_wall_s,
+            r.workflows_per_s
+        ),
+    );
+    let runs = if r.latency_failed > 0 { format!(", {} failed", r.latency_failed) } else { String::new() };
+    row(
+        "run latency p50",
+        micros(r.latency_p50_ms * 1_000.0),
+        format!("{} steps, one workflow at a time, {} runs{runs}", r.steps, r.latency_runs),
+    );
+    row("run latency p99", micros(r.latency_p99_ms * 1_000.0), format!("max {}", micros(r.latency_max_ms * 1_000.0)));
+    row(
+        "per-step overhead",
+        micros(r.per_step_overhead_us),
+        format!("{} per step (p50 / {}) − {} baseline", micros(r.per_step_us), r.steps, micros(r.baseline_us)),
+    );
+    row("baseline", micros(r.baseline_us), "the echo export called on a live instance".into());
+    row("peak RSS", r.peak_rss_bytes.map_or_else(|| "n/a".into(), bytes), "VmHWM".into());
+    for c in &r.rss_checkpoints {
+        row("RSS", bytes(c.rss_bytes), format!("after {} runs", thousands(c.finished)));
+    }
+    row(
+        "store per step-run",
+        r.store_bytes_per_step_run.map_or_else(|| "n/a".into(), |b| format!("{b:.0} B")),
+        r.store_bytes.map_or_else(String::new, |b| format!("{} in the store's files (SQLite + WAL)", bytes(b))),
+    );
+    row("durability", durability.clone(), String::new());
+    row("cores", r.cores.to_string(), String::new());
+    row("total wall time", format!("{:.2} s", r.total_wall_s), "baseline, warm-up, throughput, latency".into());
+    format!("{head}{out}")
+}
