@@ -4,6 +4,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod daemon;
+pub mod dashboard;
 pub mod domain;
 pub mod engine;
 pub mod exec;

@@ -9,6 +9,8 @@ mod support;
 mod bench;
 mod cli;
 mod daemon;
+mod dashboard;
+mod hosts;
 mod limits;
 mod replay;
 mod sandbox;

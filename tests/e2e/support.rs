@@ -135,12 +135,20 @@ pub type Seen = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
 /// - `GET /flaky/{key}?fail=N`: 503 for the first N calls per key, then 200.
 /// - `GET /slow?ms=M`: answers after M ms.
 /// - `GET /pages/{n}`: page 1 has rows and `next: /pages/2`; page 2 is a 504.
+/// - `POST /r/{run}/count/{tag}`: counts calls per `{run}/{tag}` (a step
+///   given the URL [`TestServer::run_url`] counts per run); held while
+///   `{run}/{tag}` is the gate, and past [`TestServer::pause_after`].
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub seen: Seen,
     pub counts: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     gate: Arc<Mutex<Option<String>>>,
+    /// Per-run counting (`/r/{run}/count/{tag}`): the requests seen, the
+    /// ones waiting at the pause, and the pause (see [`TestServer::pause_after`]).
+    run_requests: Arc<AtomicUsize>,
+    paused: Arc<AtomicUsize>,
+    pause: Arc<Mutex<Option<usize>>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -155,6 +163,9 @@ impl TestServer {
         let seen: Seen = Arc::default();
         let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let gate: Arc<Mutex<Option<String>>> = Arc::default();
+        let run_requests = Arc::new(AtomicUsize::new(0));
+        let paused = Arc::new(AtomicUsize::new(0));
+        let pause: Arc<Mutex<Option<usize>>> = Arc::default();
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let (h, s) = (hits.clone(), seen.clone());
@@ -169,9 +180,12 @@ impl TestServer {
             *n += 1;
             *n
         };
+        let r7 = record.clone();
         let (r1, r2, r3, r4, r5, r6) =
             (record.clone(), record.clone(), record.clone(), record.clone(), record.clone(), record);
         let (c1, c2, g1) = (counts.clone(), counts.clone(), gate.clone());
+        let (c3, g2) = (counts.clone(), gate.clone());
+        let (n1, w1, p1) = (run_requests.clone(), paused.clone(), pause.clone());
         let app = axum::Router::new()
             .route(
                 "/json",
@@ -233,10 +247,31 @@ impl TestServer {
                     axum::Json(serde_json::json!({"slept": ms}))
                 }),
             );
+        let app = app.route(
+            "/r/{run}/count/{tag}",
+            post(move |UrlPath((run, tag)): UrlPath<(String, String)>, headers: axum::http::HeaderMap| async move {
+                let key = format!("{run}/{tag}");
+                r7(&format!("/r/{key}/count"), &headers);
+                let nth = n1.fetch_add(1, Ordering::SeqCst) + 1;
+                let held = || p1.lock().expect("lock").is_some_and(|after| nth > after);
+                if held() {
+                    w1.fetch_add(1, Ordering::SeqCst);
+                    while held() {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    w1.fetch_sub(1, Ordering::SeqCst);
+                }
+                while g2.lock().expect("lock").as_deref() == Some(key.as_str()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                let n = bump(&c3, key);
+                axum::Json(serde_json::json!({"tag": tag, "count": n}))
+            }),
+        );
         runtime.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, hits, seen, counts, gate, _runtime: runtime }
+        Self { addr, hits, seen, counts, gate, run_requests, paused, pause, _runtime: runtime }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -261,6 +296,32 @@ impl TestServer {
         *self.gate.lock().expect("lock") = None;
     }
 
+    /// The base URL a step counting per run is given: its `/count/{tag}`
+    /// requests count as `{run}/{tag}` (see [`TestServer::count`]).
+    pub fn run_url(&self, run: &str) -> String {
+        self.url(&format!("/r/{run}"))
+    }
+
+    /// `/r/{run}/count/{tag}` requests received so far (held ones included).
+    pub fn run_requests(&self) -> usize {
+        self.run_requests.load(Ordering::SeqCst)
+    }
+
+    /// Makes every `/r/{run}/count/{tag}` request after the first `n` wait
+    /// until [`TestServer::unpause`].
+    pub fn pause_after(&self, n: usize) {
+        *self.pause.lock().expect("lock") = Some(n);
+    }
+
+    pub fn unpause(&self) {
+        *self.pause.lock().expect("lock") = None;
+    }
+
+    /// `/r/{run}/count/{tag}` requests waiting at the pause now.
+    pub fn paused(&self) -> usize {
+        self.paused.load(Ordering::SeqCst)
+    }
+
     /// Requests seen whose path is `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Vec<(String, String)>> {
         self.seen
@@ -283,12 +344,33 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -
 pub struct Daemon {
     pub url: String,
     child: std::process::Child,
+    /// Everything the process wrote to stderr so far.
+    log: Arc<Mutex<String>>,
 }
 
 impl Daemon {
     /// Starts `ferry serve --listen 127.0.0.1:0 EXTRA…` and waits until it listens.
     pub fn start(sb: &Sandbox, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        use std::io::BufRead;
+        let args = Self::serve_args(extra);
+        Self::spawn(sb.command(&args), env)
+    }
+
+    /// Like [`Daemon::start`], on the store at `db` (a URL such as
+    /// `postgres://…`) instead of a sandbox's.
+    pub fn start_on(db: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.args(Self::serve_args(extra))
+            .arg("--db")
+            .arg(db)
+            .arg("--cache-dir")
+            .arg(root().join("target").join("e2e-cache"))
+            .current_dir(std::env::temp_dir())
+            .env_remove("FERRY_LOG")
+            .env_remove("FERRY_DB");
+        Self::spawn(cmd, env)
+    }
+
+    fn serve_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         for (flag, default) in [("--lease-ttl", "2s"), ("--grace", "5s")] {
             if !extra.contains(&flag) {
@@ -296,7 +378,11 @@ impl Daemon {
             }
         }
         args.extend_from_slice(extra);
-        let mut cmd = sb.command(&args);
+        args
+    }
+
+    fn spawn(mut cmd: Command, env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -306,18 +392,51 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn ferry serve: {e}"));
         let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let log: Arc<Mutex<String>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
                 }
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
             }
         });
-        let url = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("ferry serve did not start listening"));
-        Self { url, child }
+        let Ok(url) = rx.recv_timeout(std::time::Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = log.lock().map(|l| l.clone()).unwrap_or_default();
+            panic!("ferry serve did not start listening:\n{said}");
+        };
+        Self { url, child, log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `signal` (`KILL`, `STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("run kill: {e}"));
+        assert!(status.success(), "kill -{signal} {} failed", self.child.id());
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// `ferry ARGS` pointed at this daemon (no `--db`).
@@ -420,5 +539,122 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A fresh schema in the database named by `FERRY_TEST_POSTGRES`, for tests
+/// that run `ferry serve` on Postgres; dropped (with everything in it) when
+/// this is dropped, also when the test panics. Schemas an aborted run left
+/// behind are dropped by a later run once they are an hour old.
+pub struct PgSchema {
+    base: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    /// Name prefix of the schemas these tests make.
+    const PREFIX: &'static str = "ferry_hosts_";
+
+    /// A new schema, or `None` (after saying the test is skipped) when
+    /// `FERRY_TEST_POSTGRES` is not set; a failure when `CI` is set too.
+    pub fn create(test: &str) -> Option<Self> {
+        let base = match std::env::var("FERRY_TEST_POSTGRES") {
+            Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set but FERRY_TEST_POSTGRES is not: the many-hosts tests must run in CI \
+                     (set FERRY_TEST_POSTGRES=postgres://user@host:port/db)"
+                );
+                eprintln!("skipped {test}: set FERRY_TEST_POSTGRES=postgres://… to run the many-hosts tests");
+                return None;
+            }
+        };
+        let secs =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+        let name = format!("{}{secs}_{:012x}", Self::PREFIX, rand::random::<u64>() >> 16);
+        let schema = Self { base, name };
+        let stale: Vec<String> = schema
+            .query("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, 'ferry_hosts_')")
+            .into_iter()
+            .filter(|n| {
+                let made = n.strip_prefix(Self::PREFIX).and_then(|r| r.split('_').next()).and_then(|s| s.parse().ok());
+                made.is_some_and(|made: u64| made + 3600 < secs)
+            })
+            .collect();
+        for old in stale {
+            schema.execute(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"));
+        }
+        schema.execute(&format!("CREATE SCHEMA {}", schema.name));
+        Some(schema)
+    }
+
+    /// The store URL for host `host`: every connection works in this schema
+    /// and names itself `application_name = {schema}_{host}`.
+    pub fn url(&self, host: &str) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}application_name={}&options=-c%20search_path%3D{}", self.base, self.app(host), self.name)
+    }
+
+    /// The `application_name` of host `host`'s connections.
+    pub fn app(&self, host: &str) -> String {
+        format!("{}_{host}", self.name)
+    }
+
+    fn block_on<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(work)
+    }
+
+    /// Runs `sql` (statements without results) on a connection of its own.
+    pub fn execute(&self, sql: &str) {
+        use sqlx::Connection;
+        self.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.base).await.expect("connect to FERRY_TEST_POSTGRES");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let _ = conn.close().await;
+        });
+    }
+
+    /// The first column (as text) of every row `sql` returns, on a
+    /// connection of its own (outside the schema).
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        use sqlx::{Connection, Row};
+        self.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&self.base).await.expect("connect to FERRY_TEST_POSTGRES");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let _ = conn.close().await;
+            rows.iter().map(|r| r.try_get::<Option<String>, _>(0).ok().flatten().unwrap_or_default()).collect()
+        })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // On a thread of its own: this may run while a panic unwinds.
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(mut conn) = sqlx::PgConnection::connect(&base).await else {
+                    eprintln!("could not connect to drop the test schema {name}");
+                    return;
+                };
+                let sql = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {name} CASCADE");
+                if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await {
+                    eprintln!("could not drop the test schema {name}: {e}");
+                }
+                let _ = conn.close().await;
+            });
+        });
+        let _ = dropper.join();
     }
 }

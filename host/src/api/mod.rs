@@ -57,7 +57,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .merge(deploy)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth));
-    Router::new().route("/healthz", get(healthz)).merge(api).fallback(not_found).with_state(state)
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(api)
+        .merge(crate::dashboard::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::dashboard::guard))
+        .with_state(state)
 }
 
 /// An error response: `{"error": {"code", "message"}}`.

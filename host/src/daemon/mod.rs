@@ -70,7 +70,14 @@ pub async fn serve(
     });
     let cron = tokio::spawn(cron_loop(store.clone(), stop_rx.clone()));
     let grace = config.grace;
-    let work = tokio::spawn(async move { worker.run(Until::Shutdown(stop_rx, grace)).await });
+    let work = tokio::spawn(async move {
+        let worked = worker.run(Until::Shutdown(stop_rx, grace)).await;
+        if let Err(e) = &worked {
+            // Said when it happens: the API still answers, but no run moves.
+            tracing::error!(error = %e, "the worker stopped with an error: this daemon executes no more runs");
+        }
+        worked
+    });
     tracing::info!(address = %bound, "ferry serve is listening");
     eprintln!("ferry serve: listening on http://{bound} (Ctrl-C or SIGTERM stops it cleanly)");
 
@@ -79,10 +86,9 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = http.await;
     let _ = cron.await;
-    match work.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "the worker stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "the worker task failed"),
-        Ok(Ok(())) => {}
+    // The worker's own error was logged when it happened.
+    if let Err(e) = work.await {
+        tracing::error!(error = %e, "the worker task failed");
     }
     eprintln!("ferry serve: stopped");
     Ok(())

@@ -228,7 +228,11 @@ async fn start_child(
     if serde_json::from_str::<serde::de::IgnoredAny>(input).is_err() {
         return Err(Ok(format!("the input of child workflow `{workflow}` is not JSON")));
     }
-    let loaded = run.steps.resolve_workflow(workflow).await.map_err(Ok)?;
+    let loaded = run.steps.resolve_workflow(workflow).await.map_err(|e| match e {
+        // The store could not be read: stop, write nothing; the run resumes.
+        super::steps::Unresolved::Store(why) => Err(Interrupt::LeaseLost(why)),
+        super::steps::Unresolved::Invalid(message) => Ok(message),
+    })?;
     let new = crate::domain::NewRun {
         id: RunId::new(),
         kind: crate::domain::World::Workflow,

@@ -143,7 +143,7 @@ impl RunCtx {
                     last.key.attempt + 1
                 }
             };
-            let entries = self.attempt(call, seq, next, &retry, limits).await;
+            let entries = self.attempt(call, seq, next, &retry, limits).await?;
             let mut batch = recorder.drain();
             batch.extend(entries.iter().cloned());
             self.store.append(&self.lease, batch).await.map_err(|e| lost(&e))?;
@@ -153,7 +153,9 @@ impl RunCtx {
 
     /// Runs attempt `attempt` of a step call and returns its entries: the
     /// attempt's own first (its response says whether and when to retry),
-    /// then its children.
+    /// then its children. A store that cannot be read to find the step
+    /// interrupts the run instead (it resumes from its journal): an outage
+    /// must not fail the call.
     async fn attempt(
         &self,
         call: &crate::engine::bindings::orchestration::StepCall,
@@ -161,7 +163,7 @@ impl RunCtx {
         attempt: u32,
         retry: &RetryPolicy,
         limits: Limits,
-    ) -> Vec<Entry> {
+    ) -> Result<Vec<Entry>, Interrupt> {
         let started_at = Micros::now();
         let resolved = match &self.pinned_step {
             Some(pinned) => Ok(super::steps::Resolved { loaded: pinned.clone(), config: self.pinned_config.clone() }),
@@ -169,10 +171,11 @@ impl RunCtx {
         };
         let (loaded, config) = match resolved {
             Ok(r) => (r.loaded, r.config),
-            Err(message) => {
+            Err(super::steps::Unresolved::Store(why)) => return Err(Interrupt::LeaseLost(why)),
+            Err(super::steps::Unresolved::Invalid(message)) => {
                 let error = RunError { kind: RunErrorKind::Fatal, message };
                 let failure = Failure { error: error.clone(), retry_at: None };
-                return vec![Entry {
+                return Ok(vec![Entry {
                     run_id: self.run.id,
                     key: crate::domain::EntryKey::call(seq, attempt),
                     kind: EntryKind::Step,
@@ -186,7 +189,7 @@ impl RunCtx {
                     finished_at: Micros::now(),
                     fuel: None,
                     component: None,
-                }];
+                }]);
             }
         };
         let a = self
@@ -230,7 +233,7 @@ impl RunCtx {
         }
         let mut out = vec![entry];
         out.extend(a.children);
-        out
+        Ok(out)
     }
 }
 
@@ -336,7 +339,12 @@ impl Executor {
                 let park = Park { wake_at: s.wake_at, event: s.event.clone() };
                 ctx.store.park(&ctx.lease, Vec::new(), park).await?;
             }
-            Ending::Abandoned(why) => tracing::warn!(run = %ctx.run.id, why, "abandoned the run: its lease moved"),
+            // `why` tells a moved lease (another worker owns the run now)
+            // from a write the store failed (the run resumes from its
+            // journal once its lease expires).
+            Ending::Abandoned(why) => {
+                tracing::warn!(run = %ctx.run.id, why, "abandoned the run, discarding its work since the last write")
+            }
         }
         Ok(ending)
     }

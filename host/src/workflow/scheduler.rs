@@ -100,9 +100,18 @@ impl Worker {
                 return Ok(());
             }
             let free = self.config.max_runs.saturating_sub(in_flight.len());
+            // A store that cannot be reached (a lost connection, a restarting
+            // server) must not stop the worker: it looks again after a nap.
             let claimed = if free > 0 {
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
-                self.store.claim_ready(&self.config.owner, self.config.lease_ttl, Micros::now(), limit).await?
+                match self.store.claim_ready(&self.config.owner, self.config.lease_ttl, Micros::now(), limit).await {
+                    Ok(claimed) => claimed,
+                    Err(e @ store::Error::Unavailable(_)) => {
+                        tracing::warn!(error = %e, "claiming ready runs failed; trying again");
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e),
+                }
             } else {
                 Vec::new()
             };
@@ -112,9 +121,10 @@ impl Worker {
                 in_flight.spawn(job);
             }
             if idle {
-                let nap = match self.store.next_wake().await? {
-                    Some(at) => at.since(Micros::now()).min(self.config.poll),
-                    None => self.config.poll,
+                let nap = match self.store.next_wake().await {
+                    Ok(Some(at)) => at.since(Micros::now()).min(self.config.poll),
+                    Ok(None) | Err(store::Error::Unavailable(_)) => self.config.poll,
+                    Err(e) => return Err(e),
                 };
                 tokio::select! {
                     Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -263,7 +273,13 @@ async fn execute(
     tokio::select! {
         ending = executor.execute(ctx, &loaded) => ending,
         lost = beat => {
-            tracing::info!(run = %lease.run_id, reason = %lost, "stopped the run: its lease is gone");
+            if matches!(lost, store::Error::LeaseLost { .. }) {
+                // Another worker (another host) claimed the run: whatever
+                // this execution did since its last write is thrown away.
+                tracing::warn!(run = %lease.run_id, reason = %lost, "stopped the run and discarded its attempt in flight: another worker took it over");
+            } else {
+                tracing::info!(run = %lease.run_id, reason = %lost, "stopped the run: its lease is gone");
+            }
             Ok(Ending::Abandoned(lost.to_string()))
         }
     }

@@ -23,6 +23,16 @@ pub struct StepResolver {
     loaded: Mutex<HashMap<String, Arc<Loaded>>>,
 }
 
+/// Why a name did not resolve through the deployments.
+#[derive(Debug)]
+pub enum Unresolved {
+    /// The store could not be read (a lost connection): the same name may
+    /// resolve in a moment, so this must not fail the run.
+    Store(String),
+    /// No such deployment, the wrong world, a component that does not load.
+    Invalid(String),
+}
+
 /// A resolved step and its deployment's settings, if it has a deployment.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -48,27 +58,29 @@ impl StepResolver {
     }
 
     /// Step `name` with its deployment settings.
-    pub async fn resolve(&self, name: &str) -> Result<Resolved, String> {
+    pub async fn resolve(&self, name: &str) -> Result<Resolved, Unresolved> {
         if !self.deployments {
-            return self.get(name).await.map(|loaded| Resolved { loaded, config: None });
+            return self.get(name).await.map(|loaded| Resolved { loaded, config: None }).map_err(Unresolved::Invalid);
         }
         let d = self
             .store
             .deployment(name, None)
             .await
-            .map_err(|e| format!("cannot look up step `{name}`: {e}"))?
+            .map_err(|e| Unresolved::Store(format!("cannot look up step `{name}`: {e}")))?
             .ok_or_else(|| {
-                format!("no step named `{name}` is deployed: deploy it with `ferry deploy FILE.wasm --name {name}`")
+                Unresolved::Invalid(format!(
+                    "no step named `{name}` is deployed: deploy it with `ferry deploy FILE.wasm --name {name}`"
+                ))
             })?;
         if d.world != World::Step {
-            return Err(format!("`{name}` is a {}, not a step", d.world));
+            return Err(Unresolved::Invalid(format!("`{name}` is a {}, not a step", d.world)));
         }
         let loaded = self.by_hash(&d.hash, name).await?;
         Ok(Resolved { loaded, config: Some(d.config) })
     }
 
     /// The component with this hash, from the store.
-    pub async fn by_hash(&self, hash: &crate::domain::ComponentHash, name: &str) -> Result<Arc<Loaded>, String> {
+    pub async fn by_hash(&self, hash: &crate::domain::ComponentHash, name: &str) -> Result<Arc<Loaded>, Unresolved> {
         let key = format!("sha256:{hash}");
         if let Some(l) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(l.clone());
@@ -77,26 +89,26 @@ impl StepResolver {
             .store
             .component(hash)
             .await
-            .map_err(|e| format!("cannot read component of `{name}`: {e}"))?
-            .ok_or_else(|| format!("component {hash} of `{name}` is not in the store"))?;
-        let loaded = self.engine.load(&c.bytes).await.map_err(|e| format!("`{name}`: {e}"))?;
+            .map_err(|e| Unresolved::Store(format!("cannot read component of `{name}`: {e}")))?
+            .ok_or_else(|| Unresolved::Invalid(format!("component {hash} of `{name}` is not in the store")))?;
+        let loaded = self.engine.load(&c.bytes).await.map_err(|e| Unresolved::Invalid(format!("`{name}`: {e}")))?;
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).insert(key, loaded.clone());
         Ok(loaded)
     }
 
     /// The workflow `name` for a child run: the active deployment, or a file.
-    pub async fn resolve_workflow(&self, name: &str) -> Result<Arc<Loaded>, String> {
+    pub async fn resolve_workflow(&self, name: &str) -> Result<Arc<Loaded>, Unresolved> {
         if !self.deployments {
-            return self.get_workflow(name).await;
+            return self.get_workflow(name).await.map_err(Unresolved::Invalid);
         }
         let d = self
             .store
             .deployment(name, None)
             .await
-            .map_err(|e| format!("cannot look up workflow `{name}`: {e}"))?
-            .ok_or_else(|| format!("no workflow named `{name}` is deployed"))?;
+            .map_err(|e| Unresolved::Store(format!("cannot look up workflow `{name}`: {e}")))?
+            .ok_or_else(|| Unresolved::Invalid(format!("no workflow named `{name}` is deployed")))?;
         if d.world != World::Workflow {
-            return Err(format!("`{name}` is a {}, not a workflow", d.world));
+            return Err(Unresolved::Invalid(format!("`{name}` is a {}, not a workflow", d.world)));
         }
         self.by_hash(&d.hash, name).await
     }
