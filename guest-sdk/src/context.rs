@@ -50,6 +50,30 @@ pub fn secret(name: &str) -> Option<String> {
     wit::secret(name)
 }
 
+/// Stores `bytes` once in the host's blob store, under their sha256, and
+/// returns the reference (`sha256:<hex>`) to hand on instead of the bytes.
+/// Use it for large outputs (a PDF, a CSV export): the journal then records
+/// the reference and the size, and the bytes are kept once however many
+/// steps pass the reference along. At most 32 MiB.
+///
+/// ```no_run
+/// let pdf: Vec<u8> = b"%PDF-1.7 ...".to_vec();
+/// let reference = ferry_sdk::put_blob(&pdf);
+/// assert!(reference.starts_with("sha256:"));
+/// // … and in a later step:
+/// let bytes = ferry_sdk::get_blob(&reference).expect("stored above");
+/// # assert_eq!(bytes, pdf);
+/// ```
+pub fn put_blob(bytes: &[u8]) -> String {
+    wit::put_blob(bytes)
+}
+
+/// The bytes stored under `reference` by [`put_blob`] (in this run or any
+/// other), or `None` when nothing is stored under it.
+pub fn get_blob(reference: &str) -> Option<Vec<u8>> {
+    wit::get_blob(reference)
+}
+
 /// Who is running: the run, the step and the attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunInfo {

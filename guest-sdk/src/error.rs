@@ -34,22 +34,37 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl Error {
     /// An error the host retries under the step's retry policy.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Retryable, message: message.into() }
+        Self { kind: ErrorKind::Retryable, message: message.into(), retry_after: None }
+    }
+
+    /// A retryable error that also says when another attempt can succeed
+    /// (a server's `Retry-After`): the host waits at least `after`, or
+    /// longer when the retry policy's backoff is longer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let e = ferry_sdk::Error::retry_after("rate limited", Duration::from_secs(2));
+    /// assert!(e.is_retryable());
+    /// assert_eq!(e.retry_after_hint(), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn retry_after(message: impl Into<String>, after: std::time::Duration) -> Self {
+        Self { kind: ErrorKind::Retryable, message: message.into(), retry_after: Some(after) }
     }
 
     /// An error that fails the run at once, without retry.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Fatal, message: message.into() }
+        Self { kind: ErrorKind::Fatal, message: message.into(), retry_after: None }
     }
 
     /// An error of the given kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), retry_after: None }
     }
 
     /// Whether the host may retry.
@@ -65,6 +80,12 @@ impl Error {
     /// True for [`ErrorKind::Fatal`].
     pub fn is_fatal(&self) -> bool {
         self.kind == ErrorKind::Fatal
+    }
+
+    /// For a retryable error, the least time to wait before the next
+    /// attempt, when the error knows it (see [`Error::retry_after`]).
+    pub fn retry_after_hint(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     /// The message, without the kind.
@@ -116,15 +137,22 @@ impl From<StepError> for Error {
         match e {
             StepError::Retryable(m) => Error::retryable(m),
             StepError::Fatal(m) => Error::fatal(m),
+            StepError::RetryLater(d) => Error::retry_after(d.message, std::time::Duration::from_millis(d.after_ms)),
         }
     }
 }
 
 impl From<Error> for StepError {
     fn from(e: Error) -> Self {
-        match e.kind {
-            ErrorKind::Retryable => StepError::Retryable(e.message),
-            ErrorKind::Fatal => StepError::Fatal(e.message),
+        match (e.kind, e.retry_after) {
+            (ErrorKind::Retryable, None) => StepError::Retryable(e.message),
+            (ErrorKind::Retryable, Some(after)) => {
+                StepError::RetryLater(crate::bindings::ferry::runtime::types::DelayedRetry {
+                    message: e.message,
+                    after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+            (ErrorKind::Fatal, _) => StepError::Fatal(e.message),
         }
     }
 }

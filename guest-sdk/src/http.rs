@@ -292,7 +292,8 @@ impl Response {
     ///
     /// - 429 and 5xx: retryable (the server may recover). The message has
     ///   the status, the URL, the `retry-after` header when present and the
-    ///   start of the body.
+    ///   start of the body. With a `retry-after` header, the host waits at
+    ///   least that long before the next attempt ([`Error::retry_after`]).
     /// - Other 4xx: fatal (the request itself is wrong).
     pub fn error_for_status(self) -> Result<Response, Error> {
         let status = self.status;
@@ -308,7 +309,11 @@ impl Response {
             message.push_str(": ");
             message.push_str(&snippet);
         }
-        if status == 429 || status >= 500 { Err(Error::retryable(message)) } else { Err(Error::fatal(message)) }
+        match (status == 429 || status >= 500, self.retry_after()) {
+            (true, Some(after)) => Err(Error::retry_after(message, after)),
+            (true, None) => Err(Error::retryable(message)),
+            (false, _) => Err(Error::fatal(message)),
+        }
     }
 
     /// The server's `retry-after` header as a delay: either seconds, or an

@@ -90,7 +90,9 @@ pub mod workflow;
 #[doc(hidden)]
 pub mod __private;
 
-pub use context::{Level, RunInfo, log, now, now_millis, random_bytes, random_u64, run_info, secret};
+pub use context::{
+    Level, RunInfo, get_blob, log, now, now_millis, put_blob, random_bytes, random_u64, run_info, secret,
+};
 pub use error::{Error, ErrorKind, Result, ResultExt};
 
 /// Marks a function as the entry point of a step component.

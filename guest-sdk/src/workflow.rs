@@ -306,6 +306,38 @@ where
     finish(name, wit::call_workflow(name, workflow, &input))
 }
 
+/// Starts a run of the workflow deployment `workflow` on `input` without
+/// waiting for it and returns the new run's id (`run_…`). Journaled like a
+/// step call: a workflow resumed after a crash gets back the run it already
+/// started instead of starting another. The run is queued under its
+/// deployment's flow control, so this is how one scheduled workflow fans out
+/// into many runs (one per customer, say) that each keep their own limits.
+///
+/// ```no_run
+/// # fn f() -> ferry_sdk::Result<()> {
+/// for client in ["c01", "c02"] {
+///     let run = ferry_sdk::workflow::start_workflow(
+///         &format!("report-{client}"),
+///         "weekly-report",
+///         &serde_json::json!({ "client": client }),
+///     )?;
+///     ferry_sdk::info!("started {run}");
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// Fatal when `workflow` is not a deployed workflow or the input does not
+/// serialize.
+pub fn start_workflow<I>(name: &str, workflow: &str, input: &I) -> Result<String>
+where
+    I: Serialize + ?Sized,
+{
+    let input = to_json(name, input)?;
+    wit::start_workflow(name, workflow, &input).map_err(Error::from)
+}
+
 fn to_json<I: Serialize + ?Sized>(name: &str, input: &I) -> Result<String> {
     serde_json::to_string(input).map_err(|e| Error::fatal(format!("input of call `{name}` is not serializable: {e}")))
 }

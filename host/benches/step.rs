@@ -53,6 +53,7 @@ fn call(run_id: RunId, seq: u32) -> StepCall {
         limits: Limits::default(),
         allow: AllowList::default(),
         secrets: Arc::new(Secrets::default()),
+        blobs: ferry::engine::Blobs::None,
         replay: None,
         changed: false,
     }

@@ -96,6 +96,7 @@ impl Host {
                     limits: opts.limits,
                     allow: opts.allow,
                     secrets: self.secrets.clone(),
+                    blobs: crate::engine::Blobs::Store(self.store.clone()),
                     replay: None,
                     changed: false,
                 },

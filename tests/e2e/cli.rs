@@ -91,3 +91,60 @@ fn compiled_components_are_cached_by_content_hash() {
     assert!(run(&cache).status.success());
     assert!(std::fs::read(&artifacts[0]).map(|b| b.len() > 1000).unwrap_or(false));
 }
+
+/// The README's first command, small: a week for six clients on the default
+/// faults, everything in one process that exits when it is done.
+#[test]
+fn demo_runs_a_week_of_the_reference_pipeline_and_sums_it_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Built once for the whole suite; the demo's own build is then a no-op.
+    let guests = crate::support::guests();
+    let target = guests.ancestors().nth(2).expect("the target dir of the guests");
+    let out = std::process::Command::new(crate::support::ferry_bin())
+        .args(["demo", "--clients", "6", "--seed", "3", "--json", "--timeout", "5m", "--dir"])
+        .arg(dir.path())
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(crate::support::root())
+        .env_remove("FERRY_DB")
+        .output()
+        .expect("run ferry demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ferry demo failed:\n{stdout}\n{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("--json prints one JSON document ({e}):\n{stdout}"));
+    assert_eq!(summary["completed"], 6, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["emails_accepted"], 6, "one report per client: {summary}");
+    assert!(summary["step_runs"].as_u64().unwrap_or(0) >= 6 * 12, "twelve steps per report: {summary}");
+    let retried: u64 =
+        summary["retries_by_cause"].as_object().map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+    assert_eq!(retried, summary["retries"].as_u64().unwrap_or(u64::MAX), "causes add up: {summary}");
+    let pdfs: Vec<_> = std::fs::read_dir(dir.path().join("pdfs"))
+        .expect("the PDFs folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pdf"))
+        .collect();
+    assert_eq!(pdfs.len(), 6, "one PDF per client in {}", dir.path().display());
+    for pdf in pdfs {
+        let bytes = std::fs::read(pdf.path()).expect("read a PDF");
+        assert!(bytes.starts_with(b"%PDF-"), "{} is not a PDF", pdf.path().display());
+    }
+}
+
+/// The pipeline's shared library (sorting, hashing, paging, ISO weeks) and
+/// the PDF layout are plain Rust: their unit tests run natively, here, so
+/// the one test command covers them.
+#[test]
+fn the_pipeline_libraries_pass_their_native_tests() {
+    let out = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["test", "-p", "pipeline-common", "-p", "render-pdf"])
+        .current_dir(crate::support::root().join("steps"))
+        .output()
+        .expect("run cargo test in steps/");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the steps' native tests failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("test result: ok"), "no tests ran:\n{stdout}");
+}

@@ -1,6 +1,7 @@
 //! The dashboard in real headless Chromium, driven over WebDriver
 //! (chromedriver's HTTP API, spoken with reqwest): the runs list, a failed
-//! run's detail, rerun from a step, escaping, the token, cross-site checks.
+//! run's detail, rerun from a step, escaping, the token, cross-site checks;
+//! the deployments, schedules and stats pages, key search and retry.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
 //! them). Without them the tests print a note and pass, except under CI
@@ -434,12 +435,22 @@ fn with_a_token_the_dashboard_shows_nothing_until_it_is_given() {
     });
 
     // Without the token: the shells carry no data, the API answers 401.
-    for page in ["/", &format!("/runs/{id}")] {
+    for page in ["/", &format!("/runs/{id}"), "/deployments", "/schedules", "/stats"] {
         let (status, _, html) = fetch(&format!("{}{page}", d.url), "GET", &[], None);
         assert_eq!(status, 200);
         assert!(!html.contains(&id) && !html.contains(SECRET) && !html.contains("echo"), "{page}: {html}");
     }
-    for path in ["/v1/runs", &format!("/v1/runs/{id}"), "/v1/deployments", &format!("/v1/runs/{id}/export")] {
+    let listed = [
+        "/v1/runs",
+        &format!("/v1/runs/{id}"),
+        "/v1/deployments",
+        &format!("/v1/runs/{id}/export"),
+        "/v1/deployments?runs=true",
+        "/v1/queue",
+        "/v1/stats",
+        "/v1/runs?key=k",
+    ];
+    for path in listed {
         let (status, body) = d.request("GET", path, None, None);
         assert_eq!(status, 401, "{path}: {body}");
         let (status, _) = d.request("GET", path, None, Some("wrong"));
@@ -447,6 +458,8 @@ fn with_a_token_the_dashboard_shows_nothing_until_it_is_given() {
     }
     let (status, _) = d.request("POST", &format!("/v1/runs/{id}/rerun"), Some(br#"{"from":"echo"}"#.to_vec()), None);
     assert_eq!(status, 401, "actions need the token");
+    let (status, _) = d.request("POST", &format!("/v1/runs/{id}/retry"), None, None);
+    assert_eq!(status, 401, "retry needs the token");
 
     // In the browser: the login form, and no run data anywhere on the page.
     b.goto(&format!("{}/runs/{id}", d.url));
@@ -471,4 +484,226 @@ fn with_a_token_the_dashboard_shows_nothing_until_it_is_given() {
     b.click(&format!("#runs-body a[href=\"/runs/{id}\"]"));
     b.wait_text("#run-output", SECRET);
     b.wait_text("#run-status", "completed");
+    // The other pages open with the token kept in the tab.
+    b.goto(&format!("{}/deployments", d.url));
+    b.wait_text("section.deployment[data-name=echo] td.runs-by-status", "completed 1");
+    b.goto(&format!("{}/stats", d.url));
+    b.find("#chart-throughput svg g.bucket rect.bar-ok");
+}
+
+/// Waits until `script` (a function body returning a value) returns `want`.
+fn wait_eval(b: &Browser, script: &str, want: &Value) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = b.eval(script);
+        if &got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "`{script}` returned {got}, not {want}:\n{}", b.body_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_deployments_and_schedules_pages_show_versions_runs_the_queue_and_next_fires() {
+    let Some(b) = Browser::start() else { return };
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    let limits = json!({"fuel": 5_000_000_000u64, "memory_bytes": 67_108_864, "timeout_ms": 30_000});
+    let v1 = d.deploy_api("echo", "echo", limits, None);
+    let hash = v1["deployment"]["hash"].as_str().unwrap_or_default().to_owned();
+    for n in 0..2 {
+        let id = d.start_run("echo", json!({ "n": n }));
+        assert_eq!(d.wait(&id)["status"], "completed");
+    }
+    d.deploy_api("count", "echo", json!({}), None); // v2, another component, active
+    let schedule =
+        json!({"cron": "0 21 * * FRI", "timezone": "Europe/Amsterdam", "input": {"ms": 1, "client": "cron"}});
+    d.deploy_api(
+        "wf-sleep",
+        "nap",
+        json!({"concurrency": {"limit": 1, "key": "/client"}, "priority": 3}),
+        Some(schedule),
+    );
+    // The concurrency key comes from the input: markup in it stays text.
+    const CLIENT: &str = "acme<img src=x onerror=alert(3)>";
+    let long = d.start_run("nap", json!({"ms": 600_000, "client": CLIENT}));
+    wait_for("the long nap to wait", WAIT, || d.get(&format!("/v1/runs/{long}"))["run"]["status"] == "waiting");
+    let held = d.start_run("nap", json!({"ms": 1, "client": CLIENT}));
+
+    // The new pages are shells with the same headers, and no data.
+    for page in ["/deployments", "/schedules", "/stats"] {
+        let (status, headers, html) = fetch(&format!("{}{page}", d.url), "GET", &[], None);
+        assert_eq!(status, 200, "{page}");
+        let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(csp.contains("default-src 'self'"), "{page}: {headers:?}");
+        assert!(!html.contains("echo") && !html.contains("nap") && !html.contains("<script>"), "{page}: {html}");
+        assert!(html.contains("href=\"/deployments\"") && html.contains("href=\"/stats\""), "{page} links the others");
+    }
+
+    b.goto(&format!("{}/deployments", d.url));
+    let echo = "section.deployment[data-name=echo]";
+    let first = b.wait_text(&format!("{echo} tr.version[data-version=\"1\"] td.runs-by-status"), "completed 2");
+    assert!(!first.contains("failed"), "{first}");
+    let row = b.text(&format!("{echo} tr.version[data-version=\"1\"]"));
+    assert!(row.contains(&format!("sha256:{}", &hash[..12])), "{row}");
+    for chip in ["fuel 5,000,000,000", "memory 64 MiB", "timeout 30.0 s"] {
+        assert!(row.contains(chip), "{chip} in {row}");
+    }
+    let second = b.text(&format!("{echo} tr.version[data-version=\"2\"]"));
+    assert!(second.contains("active") && second.contains("no runs"), "{second}");
+    let nap = b.wait_text("section.deployment[data-name=nap] td.runs-by-status", "queued 1");
+    assert!(nap.contains("waiting 1"), "{nap}");
+    let settings = b.text("section.deployment[data-name=nap] td.limits");
+    assert!(settings.contains("concurrency 1 per /client") && settings.contains("priority 3"), "{settings}");
+    let queue = b.wait_text("#queue-table tr[data-workflow=nap]", "concurrency limit 1");
+    assert!(queue.contains("1 ×") && queue.contains(&format!("`{CLIENT}`")), "{queue}");
+    assert_eq!(b.alert(), None, "no dialog opened");
+    assert_eq!(b.eval("return document.querySelectorAll('main img').length"), json!(0), "no image element was made");
+    assert_eq!(d.get(&format!("/v1/runs/{held}"))["run"]["status"], "queued");
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 1400}));
+    b.screenshot("deployments.png");
+
+    // Roll back: activate version 1 from the page.
+    b.click(&format!("{echo} tr.version[data-version=\"1\"] button.activate"));
+    let question = b.wait_alert();
+    assert!(question.contains("Make v1 the active version of echo"), "{question}");
+    b.cmd("POST", "/alert/accept", json!({}));
+    b.find(&format!("{echo} tr.version[data-version=\"1\"][data-active=true]"));
+    let active: Vec<Value> = d.get("/v1/deployments")["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| v["name"] == "echo" && v["active"] == true)
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0]["version"], 1, "the API made v1 active");
+
+    // The schedule: its cron, zone, next fire (absolute and relative).
+    let listed = d.get("/v1/schedules");
+    let next = listed["schedules"][0]["next_fire_at"].as_i64().unwrap_or_default();
+    b.goto(&format!("{}/schedules", d.url));
+    let row = b.wait_text("#schedules-body tr[data-name=nap]", "0 21 * * FRI");
+    assert!(row.contains("Europe/Amsterdam") && row.contains("never"), "{row}");
+    assert!(b.text("#schedules-body tr[data-name=nap] td.next .relative").starts_with("in "), "{row}");
+    let zoned = b.text("#schedules-body tr[data-name=nap] td.next .zoned");
+    assert!(zoned.contains("21:00:00 Europe/Amsterdam"), "the next fire as Amsterdam reads it: {zoned}");
+    let at = b.eval("return document.querySelector('#schedules-body tr[data-name=nap] td.next').dataset.at");
+    assert_eq!(at, json!(next.to_string()), "the next fire the API gives");
+    b.screenshot("schedules.png");
+    d.request("POST", &format!("/v1/runs/{long}/cancel"), None, None);
+}
+
+#[test]
+fn the_stats_page_charts_steps_and_a_failed_run_is_found_by_key_and_retried() {
+    let Some(b) = Browser::start() else { return };
+    let server = TestServer::start();
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    let allow = json!({ "allow_hosts": [server.addr.to_string()] });
+    for step in ["count", "echo", "pages"] {
+        d.deploy_api(step, step, allow.clone(), None);
+    }
+    d.deploy_api("wf-report", "report", json!({}), None);
+    let failed = d.start_run("report", json!({"url": server.url("")}));
+    assert_eq!(d.wait(&failed)["status"], "failed", "the 504 page fails the run");
+    let keyed = {
+        let body = json!({"workflow": "echo", "input": {"k": 1}, "idempotency_key": "acme-2026-49"});
+        let (status, resp) = d.request("POST", "/v1/runs", Some(body.to_string().into_bytes()), None);
+        assert_eq!(status, 201, "{resp}");
+        resp["run"]["id"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(d.wait(&keyed)["status"], "completed");
+    let shown = d.get(&format!("/v1/runs/{failed}"));
+    let pulls = shown["journal"]
+        .as_array()
+        .map(|j| j.iter().filter(|e| e["name"] == "pull" && e["child"] == 0).count())
+        .unwrap_or_default();
+    assert!(pulls >= 2, "pull was retried: {shown}");
+
+    // Hostile query parameters are clear 400s in the API's error shape.
+    for path in [
+        "/v1/stats?since=yesterday",
+        "/v1/stats?bogus=1",
+        "/v1/stats?since=5&until=4",
+        "/v1/stats?bucket_s=0",
+        "/v1/runs?key=",
+        "/v1/runs?limit=-1",
+        "/v1/deployments?runs=maybe",
+    ] {
+        let (status, body) = d.request("GET", path, None, None);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+    }
+
+    // The charts: attempts over time, latency per step, retries by cause.
+    b.goto(&format!("{}/stats", d.url));
+    b.find("#chart-throughput svg g.bucket rect.bar-failed");
+    let sum = |attr: &str| {
+        format!(
+            "return [...document.querySelectorAll('#chart-throughput g.bucket')]\
+             .reduce((n, g) => n + Number(g.dataset.{attr}), 0)"
+        )
+    };
+    wait_eval(&b, &sum("ok"), &json!(3));
+    wait_eval(&b, &sum("failed"), &json!(pulls));
+    assert_eq!(b.eval("return document.querySelectorAll('#content svg').length"), json!(3));
+    let pull = b.eval(
+        "const g = document.querySelector('#chart-latency g.step[data-name=pull]'); \
+         return g && [Number(g.dataset.p50) > 0, g.querySelectorAll('rect').length]",
+    );
+    assert_eq!(pull, json!([true, 3]), "p50, p95 and p99 bars for `pull`");
+    let cause = "#chart-retries g.cause[data-http=\"504\"]";
+    b.find(cause);
+    let counts = b.eval(&format!(
+        "const g = document.querySelector('{cause}'); return [g.dataset.kind, g.dataset.failures, g.dataset.retried]"
+    ));
+    assert_eq!(counts, json!(["retryable", pulls.to_string(), (pulls - 1).to_string()]));
+    assert!(b.text("#chart-retries").contains("retryable · HTTP 504"));
+    assert!(b.text("#summary").contains("step attempts"));
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 1500}));
+    b.screenshot("stats.png");
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 1100}));
+
+    // The runs list counts steps and retries, and finds a run by its key.
+    b.goto(&format!("{}/", d.url));
+    let row = format!("#runs-body tr[data-run={failed}]");
+    assert_eq!(b.text(&format!("{row} td.steps")), "3", "count-a, count-b, pull");
+    assert_eq!(b.text(&format!("{row} td.retries")), (pulls - 1).to_string());
+    b.type_into("#search", "acme-2026-49");
+    let deadline = Instant::now() + WAIT;
+    while b.text("#runs-body").contains(&failed) {
+        assert!(Instant::now() < deadline, "the key search still lists the failed run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.wait_text("#runs-body", &keyed);
+    assert!(b.url().contains("q=acme-2026-49"), "{}", b.url());
+
+    // Retry the failed run (after deploying the fix of its step).
+    d.deploy_api("pages-fixed", "pages", allow, None);
+    b.goto(&format!("{}/runs/{failed}", d.url));
+    b.wait_text("#run-status", "failed");
+    assert!(b.find_now("#retry-active").is_none(), "the run is on the active version");
+    b.click("#retry");
+    let question = b.wait_alert();
+    assert!(question.contains("same input") && question.contains("report v1"), "{question}");
+    b.cmd("POST", "/alert/accept", json!({}));
+    let deadline = Instant::now() + WAIT;
+    while b.url().ends_with(&failed) {
+        assert!(Instant::now() < deadline, "the page did not move to the new run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    b.wait_text("#run-status", "completed");
+    let retried = b.text("#run-id");
+    assert_ne!(retried, failed);
+    assert!(b.text("#run-origin").contains(&format!("retry of {failed}")));
+    let (old, new) = (&shown["run"], &d.get(&format!("/v1/runs/{retried}"))["run"]);
+    assert_eq!(
+        (&new["input"], &new["component_hash"]),
+        (&old["input"], &old["component_hash"]),
+        "same input, same version"
+    );
+    assert_eq!(new["status"], "completed");
+    assert_eq!(old["status"], "failed", "the original stays as it was");
 }

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, PgSchema, TestServer, wait_for};
+use crate::pipeline;
+use crate::support::{Daemon, PgSchema, TestServer, Upstream, poll_until, wait_for};
 
 /// Steps per run of `wf-chain`.
 const STEPS: usize = 4;
@@ -403,5 +404,96 @@ fn a_cron_tick_fires_once_across_hosts() {
         ticks.len(),
         fired(&hosts[0]),
         fired(&hosts[1])
+    );
+}
+
+/// Running report runs by the pid of their lease owner (and their epochs).
+fn running_reports_by_pid(d: &Daemon) -> HashMap<u32, Vec<(String, i64)>> {
+    let listed = d.get("/v1/runs?workflow=weekly-report&status=running&limit=1000");
+    let mut by: HashMap<u32, Vec<(String, i64)>> = HashMap::new();
+    for run in listed["runs"].as_array().into_iter().flatten() {
+        if let Some(pid) = owner_pid(run) {
+            let id = run["id"].as_str().unwrap_or_default().to_owned();
+            by.entry(pid).or_default().push((id, run["lease_epoch"].as_i64().unwrap_or_default()));
+        }
+    }
+    by
+}
+
+#[test]
+fn three_hosts_run_the_week_and_a_killed_host_loses_nothing() {
+    let Some(pg) = PgSchema::create("three_hosts_run_the_week_and_a_killed_host_loses_nothing") else {
+        return;
+    };
+    let began = Instant::now();
+    let upstream = Upstream::start(&["--faults", "default", "--seed", "7"]);
+    // At most 8 reports per host: the 60 spread over the three.
+    let mut hosts = start_hosts(&pg, 3, &["--concurrency", "8"], &[]);
+    pipeline::deploy(&hosts[0], &upstream);
+    let batch = pipeline::start_week(&hosts[0], &upstream);
+
+    // Once 15 reports are done, kill the host holding the most running
+    // reports (some host holds some while the week goes on).
+    let (victim_pid, done_before) = poll_until(
+        "15 reports completed and a host holding running reports",
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        || {
+            let done = pipeline::completed(&pipeline::reports(&hosts[0]));
+            let held = running_reports_by_pid(&hosts[0]);
+            match held.iter().max_by_key(|(_, runs)| runs.len()) {
+                Some((pid, _)) if done >= 15 => Ok((*pid, done)),
+                _ => Err(format!("{done} reports completed; running reports by host: {held:?}")),
+            }
+        },
+    );
+    let victim = hosts.iter().position(|h| h.pid() == victim_pid).expect("the lease owner is one of the hosts");
+    let mut dead = hosts.remove(victim);
+    let killed_at = Instant::now();
+    dead.kill();
+    let live = &hosts[0];
+    // Right after the kill (before its leases can expire): the runs it held.
+    let dead_held: Vec<(String, i64)> = running_reports_by_pid(live).remove(&victim_pid).unwrap_or_default();
+    assert!(
+        killed_at.elapsed() < Duration::from_millis(1500),
+        "listing the dead host's runs took {:?}: its leases may have moved already",
+        killed_at.elapsed()
+    );
+    assert!(!dead_held.is_empty(), "the killed host held running reports");
+    let done_at_kill = pipeline::completed(&pipeline::reports(live));
+    assert!(done_at_kill < pipeline::CLIENTS as usize, "the host died mid-week ({done_at_kill} reports done)");
+
+    let all: Vec<&Daemon> = hosts.iter().chain([&dead]).collect();
+    let runs = pipeline::wait_week(live, &all, &upstream, Duration::from_secs(240));
+    let (batch_run, _) = pipeline::journal(live, &batch);
+    assert_eq!(batch_run["status"], "completed", "the batch: {batch_run}");
+    let runs = pipeline::check_reports(&runs);
+    let journals = pipeline::journals(live, &runs);
+    for (client, (id, j)) in &journals {
+        pipeline::check_steps_once(client, id, j);
+    }
+    // The runs the dead host held were claimed again and finished by the
+    // others.
+    for (id, epoch) in &dead_held {
+        let (run, _) = pipeline::journal(live, id);
+        let client = pipeline::client_of(&run);
+        assert_eq!(run["status"], "completed", "{client} ({id}), held by the dead host: {run}");
+        let now = run["lease_epoch"].as_i64().unwrap_or_default();
+        assert!(
+            now > *epoch,
+            "{client} ({id}) held by the dead host was claimed again (epoch {now}, {epoch} at the kill)"
+        );
+        assert_ne!(owner_pid(&run), Some(victim_pid), "{client} ({id}) was finished by a live host: {run}");
+    }
+    let emails = pipeline::check_emails(&upstream);
+    pipeline::check_attachments(&upstream, &emails, &runs);
+    pipeline::check_snapshots(&upstream);
+    pipeline::check_no_pull_repeated(&upstream, &journals);
+    let claimed_again = runs.values().filter(|r| r["lease_epoch"].as_i64().unwrap_or_default() > 1).count();
+    eprintln!(
+        "killed host {victim} (pid {victim_pid}) at {done_before} reports done holding {} running reports; \
+         the week finished in {:?}; {claimed_again} reports were claimed more than once",
+        dead_held.len(),
+        began.elapsed()
     );
 }

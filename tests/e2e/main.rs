@@ -12,6 +12,7 @@ mod daemon;
 mod dashboard;
 mod hosts;
 mod limits;
+mod pipeline;
 mod replay;
 mod sandbox;
 mod workflows;

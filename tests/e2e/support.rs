@@ -658,3 +658,138 @@ impl Drop for PgSchema {
         let _ = dropper.join();
     }
 }
+
+/// Polls `cond` every `every` until it holds, failing the test after
+/// `limit` with what `cond` last said. For conditions that cost a request
+/// or more each time (unlike [`wait_for`], which polls every 20 ms).
+pub fn poll_until<T>(
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    mut cond: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match cond() {
+            Ok(done) => return done,
+            Err(last) => {
+                assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}: {last}");
+            }
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// A `ferry upstream` process (the reference pipeline's fake upstream,
+/// docs/PIPELINE.md) on a free loopback port: a process of its own, so it
+/// outlives the daemons a test kills. Killed when dropped.
+pub struct Upstream {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    child: std::process::Child,
+    /// Everything the process wrote to stderr so far.
+    log: Arc<Mutex<String>>,
+}
+
+impl Upstream {
+    /// Starts `ferry upstream ARGS` and waits for the address it prints on
+    /// its first line.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(ferry_bin())
+            .arg("upstream")
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .env_remove("FERRY_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn ferry upstream: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+        let log: Arc<Mutex<String>> = Arc::default();
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
+            if let Some(first) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Drain the rest so the process never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let first = rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap_or_default();
+        let Some(url) = first.strip_prefix("upstream listening on ").map(|u| u.trim().to_owned()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let said = log.lock().map(|l| l.clone()).unwrap_or_default();
+            panic!("ferry upstream did not say where it listens (first line {first:?}):\n{said}");
+        };
+        Self { url, child, log }
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// `GET {url}{path}`: status, content type and body.
+    pub fn fetch(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let client = reqwest::Client::builder().no_proxy().build().expect("HTTP client");
+            let resp = client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {}{path}: {e}", self.url));
+            let status = resp.status().as_u16();
+            let kind = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+            (status, kind, body)
+        })
+    }
+
+    /// `GET {url}{path}`, which must answer 200 with JSON.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, _, body) = self.fetch(path);
+        assert_eq!(status, 200, "GET {path} on the upstream: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!("GET {path} on the upstream is not JSON ({e}): {}", String::from_utf8_lossy(&body))
+        })
+    }
+
+    /// The whole request log (`GET /_upstream/requests`, page after page),
+    /// up to the first request still in flight.
+    pub fn requests(&self) -> Vec<Value> {
+        let mut all: Vec<Value> = Vec::new();
+        loop {
+            let after = all.last().and_then(|r| r["id"].as_u64()).unwrap_or(0);
+            let page = self.get(&format!("/_upstream/requests?after={after}"));
+            let got = page["requests"].as_array().cloned().unwrap_or_default();
+            if got.is_empty() {
+                return all;
+            }
+            all.extend(got);
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,4 +1,5 @@
-//! `/v1/deployments`: deploy, list, activate (rollback).
+//! `/v1/deployments`: deploy, list (with run counts per version when asked),
+//! activate (rollback).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::events::ScheduleSpec;
-use super::{ApiError, ApiJson, AppState, COMPONENT_LIMIT};
+use super::{ApiError, ApiJson, ApiQuery, AppState, COMPONENT_LIMIT};
 use crate::domain::{DeploymentConfig, Micros};
 use crate::store::Component;
 
@@ -75,8 +76,36 @@ pub async fn deploy(State(state): State<AppState>, ApiJson(req): ApiJson<DeployR
     })
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "deployments": state.store.deployments().await? })))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Add `runs`, the runs pinned to each version by status.
+    #[serde(default)]
+    runs: bool,
+}
+
+/// Every version of every deployment; with `?runs=true` each carries
+/// `runs: {status: count}` (versions with the same component share them).
+pub async fn list(State(state): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let deployments = state.store.deployments().await?;
+    if !q.runs {
+        return Ok(Json(json!({ "deployments": deployments })));
+    }
+    let counts = state.store.version_run_counts().await?;
+    let listed: Vec<Value> = deployments
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            let runs: serde_json::Map<String, Value> = counts
+                .iter()
+                .filter(|c| c.name == d.name && c.hash == d.hash)
+                .map(|c| (c.status.as_str().to_owned(), json!(c.runs)))
+                .collect();
+            v["runs"] = Value::Object(runs);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "deployments": listed })))
 }
 
 #[derive(Deserialize)]

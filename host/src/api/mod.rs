@@ -7,11 +7,13 @@
 mod deployments;
 mod events;
 mod runs;
+mod stats;
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -49,7 +51,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/wait", post(runs::wait))
         .route("/v1/runs/{id}/rerun", post(runs::rerun))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/export", get(runs::export))
+        .route("/v1/blobs/{hash}", get(runs::blob))
+        .route("/v1/queue", get(stats::queue))
+        .route("/v1/stats", get(stats::stats))
         .route("/v1/events", post(events::send))
         .route("/v1/schedules", get(events::schedules).post(events::put_schedule))
         .route("/v1/schedules/{name}", axum::routing::delete(events::delete_schedule))
@@ -80,6 +86,10 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::CONFLICT, message: message.into() }
     }
 
     pub fn unprocessable(message: impl Into<String>) -> Self {
@@ -146,6 +156,25 @@ where
                 };
                 Err(ApiError { status, message })
             }
+        }
+    }
+}
+
+/// Query strings whose rejections (an unknown parameter, a value of the
+/// wrong type) answer `400` in the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
 }

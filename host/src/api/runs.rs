@@ -1,15 +1,17 @@
-//! `/v1/runs`: create, list, show, cancel, wait.
+//! `/v1/runs`: create, list (by filter or idempotency key), show, cancel,
+//! wait, rerun from a step, retry, export.
 
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiJson, AppState};
+use super::{ApiError, ApiJson, ApiQuery, AppState};
 use crate::domain::{Micros, NewRun, Run, RunId, RunStatus};
 use crate::store::{Created, RunFilter};
 
@@ -70,9 +72,14 @@ pub struct ListQuery {
     workflow: Option<String>,
     before: Option<String>,
     limit: Option<u32>,
+    /// Only the runs with exactly this idempotency key.
+    key: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+/// Lists runs, newest first, by filter or by idempotency key; each run
+/// carries its step calls and retries, and a queued run held back by a
+/// limit its `queue_reason`.
+pub async fn list(State(state): State<AppState>, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
     let status = q.status.as_deref().map(str::parse::<RunStatus>).transpose().map_err(ApiError::bad_request)?;
     let before =
         q.before.as_deref().map(str::parse::<RunId>).transpose().map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -81,7 +88,15 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
     let filter = RunFilter { status, component: q.workflow, before, limit };
-    let runs = state.store.list_runs(&filter).await?;
+    let runs = match &q.key {
+        Some(key) if key.is_empty() || key.len() > 256 => {
+            return Err(ApiError::bad_request("key must be 1 to 256 characters"));
+        }
+        Some(key) => state.store.runs_with_key(key, &filter).await?,
+        None => state.store.list_runs(&filter).await?,
+    };
+    let ids: Vec<RunId> = runs.iter().map(|r| r.id).collect();
+    let steps = state.store.run_steps(&ids).await?;
     let queued: Vec<RunId> = runs.iter().filter(|r| r.status == RunStatus::Queued).map(|r| r.id).collect();
     let reasons =
         if queued.is_empty() { Vec::new() } else { state.store.queue_reasons(&queued, Micros::now()).await? };
@@ -93,6 +108,9 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
             if let Some((_, why)) = reasons.iter().find(|(id, _)| *id == r.id) {
                 v["queue_reason"] = Value::String(why.clone());
             }
+            let counted = steps.iter().find(|s| s.run_id == r.id);
+            v["steps"] = json!(counted.map_or(0, |s| s.steps));
+            v["retries"] = json!(counted.map_or(0, |s| s.retries));
             v
         })
         .collect();
@@ -130,7 +148,7 @@ pub struct WaitQuery {
 pub async fn wait(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(60_000));
@@ -198,6 +216,74 @@ pub async fn rerun(
     }
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Run on the active version of the deployment rather than on the
+    /// version the run ran on.
+    #[serde(default)]
+    active: bool,
+}
+
+/// Retries a failed or cancelled run: a new run of the same deployment
+/// with the same input, on the version the run ran on (or the active one),
+/// with the flow control of that version. The original stays as it is; its
+/// idempotency key is not reused. The body is optional.
+pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let req: RetryRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not a retry request: {e}")))?
+    };
+    let original = get_run(&state, &id).await?;
+    if !matches!(original.status, RunStatus::Failed | RunStatus::Cancelled) {
+        return Err(ApiError::conflict(format!(
+            "run {id} is {}: only a failed or cancelled run can be retried",
+            original.status
+        )));
+    }
+    let versions: Vec<_> =
+        state.store.deployments().await?.into_iter().filter(|d| d.name == original.component).collect();
+    let (hash, config) = if req.active {
+        let d = versions.iter().find(|d| d.active).ok_or_else(|| {
+            ApiError::not_found(format!("no active deployment named `{}` to retry on", original.component))
+        })?;
+        if d.world != original.kind {
+            return Err(ApiError::unprocessable(format!(
+                "the active `{}` is a {}; the run is a {}",
+                d.name, d.world, original.kind
+            )));
+        }
+        (d.hash.clone(), d.config.clone())
+    } else {
+        // The newest version with the run's component, else the active one's settings.
+        let config = versions
+            .iter()
+            .filter(|d| d.hash == original.component_hash)
+            .max_by_key(|d| d.version)
+            .or_else(|| versions.iter().find(|d| d.active))
+            .map(|d| d.config.clone())
+            .unwrap_or_default();
+        (original.component_hash.clone(), config)
+    };
+    let input: Value = serde_json::from_str(&original.input).unwrap_or(Value::Null);
+    let run = NewRun {
+        id: RunId::new(),
+        kind: original.kind,
+        component: original.component.clone(),
+        component_hash: hash,
+        input: original.input.clone(),
+        idempotency_key: None,
+        created_at: Micros::now(),
+        origin: Some(format!("retry of {id}")),
+        flow: config.flow_for(&input),
+    };
+    let run = state.store.create_run(run).await?.run().clone();
+    Ok((StatusCode::CREATED, Json(json!({ "run": run, "retry_of": id }))).into_response())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
@@ -209,9 +295,166 @@ pub struct ExportQuery {
 pub async fn export(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Json<crate::replay::Export>, ApiError> {
     let id = parse_id(&id)?;
     let (rec, worlds) = crate::replay::load_recording(state.store.as_ref(), &id).await?;
     Ok(Json(crate::replay::Export::new(&rec, &worlds, q.with_components)))
+}
+
+/// `GET /v1/blobs/{hash}`: the bytes a step stored with `put-blob`
+/// (`hash` with or without the `sha256:` prefix), as a download.
+pub async fn blob(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let reference = if hash.starts_with("sha256:") { hash.clone() } else { format!("sha256:{hash}") };
+    let Some(hex) = crate::engine::blobs::parse_reference(&reference) else {
+        return Err(ApiError::bad_request(format!(
+            "`{}` is not a blob hash (64 lower-case hex digits, optionally after `sha256:`)",
+            hash.chars().take(80).collect::<String>()
+        )));
+    };
+    let bytes = state.store.blob(hex).await?.ok_or_else(|| ApiError::not_found(format!("no blob {reference}")))?;
+    // Served as a download, never rendered by the browser: a blob is
+    // whatever a step made of it.
+    let content_type = if bytes.starts_with(b"%PDF-") { "application/pdf" } else { "application/octet-stream" };
+    let extension = if bytes.starts_with(b"%PDF-") { "pdf" } else { "bin" };
+    let disposition = format!("attachment; filename=\"{}.{extension}\"", &hex[..16]);
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+            (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::domain::{ComponentHash, DeploymentConfig, Limit, RunError, RunErrorKind, World};
+    use crate::engine::{Engine, EngineConfig};
+    use crate::store::{Component, Durability, Outcome};
+
+    /// An API state on a fresh SQLite store, with deployment `report` at
+    /// versions 1 and 2 (active), and a failed run of version 1.
+    async fn state() -> (AppState, tempfile::TempDir, RunId, [ComponentHash; 2]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ferry.db");
+        let store = crate::store::sqlite::SqliteStore::open(path.to_str().expect("utf-8"), Durability::Buffered)
+            .await
+            .expect("open the store");
+        let engine = Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
+            .expect("an engine");
+        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None };
+        let mut hashes = Vec::new();
+        for n in [1u8, 2] {
+            let bytes = vec![0, b'a', b's', b'm', n];
+            let c = Component { hash: ComponentHash::of(&bytes), world: World::Workflow, bytes, created_at: Micros(1) };
+            state.store.put_component(&c).await.expect("put component");
+            let config = DeploymentConfig {
+                concurrency: Some(Limit { limit: n.into(), key: Some("/client".into()) }),
+                ..DeploymentConfig::default()
+            };
+            state.store.deploy("report", &c.hash, World::Workflow, &config, Micros(2)).await.expect("deploy");
+            hashes.push(c.hash);
+        }
+        let run = NewRun {
+            id: RunId::new(),
+            kind: World::Workflow,
+            component: "report".into(),
+            component_hash: hashes[0].clone(),
+            input: r#"{"client":"acme"}"#.into(),
+            idempotency_key: Some("acme-49".into()),
+            created_at: Micros(3),
+            origin: None,
+            flow: Default::default(),
+        };
+        let id = state.store.create_run(run).await.expect("create").run().id;
+        let lease = state.store.claim(&id, "w", Duration::from_secs(30), Micros(4)).await.expect("claim");
+        let error = RunError { kind: RunErrorKind::Fatal, message: "no".into() };
+        state.store.finish(&lease, vec![], Outcome::Failed { error }, Micros(5)).await.expect("finish");
+        let hashes = [hashes[0].clone(), hashes[1].clone()];
+        (state, dir, id, hashes)
+    }
+
+    async fn body(resp: Response) -> (StatusCode, Value) {
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn retry_with(state: &AppState, id: &str, text: &str) -> (StatusCode, Value) {
+        match retry(State(state.clone()), Path(id.to_owned()), Bytes::from(text.to_owned())).await {
+            Ok(resp) => body(resp).await,
+            Err(e) => body(e.into_response()).await,
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_starts_a_new_run_of_the_same_version_with_the_same_input() {
+        let (state, _dir, id, [v1, v2]) = state().await;
+        let (status, resp) = retry_with(&state, &id.to_string(), "").await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+        assert_eq!(resp["retry_of"], id.to_string());
+        let run: Run = serde_json::from_value(resp["run"].clone()).expect("a run");
+        assert_ne!(run.id, id);
+        assert_eq!((run.component.as_str(), &run.component_hash), ("report", &v1), "the version it ran on");
+        assert_eq!((run.input.as_str(), run.status), (r#"{"client":"acme"}"#, RunStatus::Queued));
+        assert_eq!(run.idempotency_key, None, "the key stays with the original");
+        assert_eq!(run.origin, Some(format!("retry of {id}")));
+        // Version 1's flow control (one run per client) came along.
+        let (_, again) = retry_with(&state, &id.to_string(), "  ").await;
+        let second: RunId = again["run"]["id"].as_str().unwrap_or_default().parse().expect("an id");
+        let claimed = state.store.claim_ready("w", Duration::from_secs(30), Micros::now(), 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "the concurrency limit of version 1 holds the second retry back");
+        let reasons = state.store.queue_reasons(&[run.id, second], Micros::now()).await.expect("reasons");
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+
+        let (status, resp) = retry_with(&state, &id.to_string(), r#"{"active": true}"#).await;
+        assert_eq!(status, StatusCode::CREATED, "{resp}");
+        assert_eq!(resp["run"]["component_hash"], v2.to_string(), "the active version");
+    }
+
+    #[tokio::test]
+    async fn retry_refuses_what_it_cannot_retry() {
+        let (state, _dir, id, _) = state().await;
+        let (_, resp) = retry_with(&state, &id.to_string(), "").await;
+        let queued = resp["run"]["id"].as_str().unwrap_or_default().to_owned();
+        for (id, text, want, says) in [
+            (queued.as_str(), "", StatusCode::CONFLICT, "only a failed or cancelled run"),
+            (&id.to_string(), r#"{"version": 2}"#, StatusCode::BAD_REQUEST, "unknown field"),
+            (&id.to_string(), "[", StatusCode::BAD_REQUEST, "not a retry request"),
+            ("run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K", "", StatusCode::NOT_FOUND, "no run"),
+            ("../etc/passwd", "", StatusCode::BAD_REQUEST, "not a run id"),
+        ] {
+            let (status, resp) = retry_with(&state, id, text).await;
+            assert_eq!(status, want, "{id} {text}: {resp}");
+            assert!(resp["error"]["message"].as_str().unwrap_or_default().contains(says), "{resp}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_list_finds_runs_by_key_and_counts_their_steps() {
+        let (state, _dir, id, _) = state().await;
+        let q = |key: Option<&str>| ListQuery {
+            status: None,
+            workflow: None,
+            before: None,
+            limit: None,
+            key: key.map(str::to_owned),
+        };
+        let Json(all) = list(State(state.clone()), ApiQuery(q(None))).await.expect("list");
+        assert_eq!(all["runs"][0]["id"], id.to_string());
+        assert_eq!((&all["runs"][0]["steps"], &all["runs"][0]["retries"]), (&json!(0), &json!(0)));
+        let Json(found) = list(State(state.clone()), ApiQuery(q(Some("acme-49")))).await.expect("by key");
+        assert_eq!(found["runs"].as_array().map(Vec::len), Some(1));
+        assert_eq!(found["runs"][0]["id"], id.to_string());
+        let Json(none) = list(State(state.clone()), ApiQuery(q(Some("acme")))).await.expect("by key");
+        assert_eq!(none["runs"], json!([]), "keys match exactly");
+        let err = list(State(state.clone()), ApiQuery(q(Some("")))).await.expect_err("an empty key");
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -41,7 +41,9 @@ pub struct Args {
     /// The JSON pointer into the input that keys `--concurrency` (`/client`).
     #[arg(long, value_name = "POINTER", requires = "concurrency")]
     concurrency_key: Option<String>,
-    /// Workflows: at most N runs started per period (per key): `10/1m`, `5/s`.
+    /// At most N starts per period (per key): `10/1m`, `5/s`. Workflows:
+    /// runs started; steps: attempts started by workflows' step calls,
+    /// across all runs and hosts (an API's rate limit, say).
     #[arg(long, value_name = "N/PERIOD", value_parser = parse_rate)]
     rate: Option<(u32, u64)>,
     /// The JSON pointer into the input that keys `--rate` (`/client`).

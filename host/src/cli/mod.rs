@@ -4,7 +4,7 @@
 mod activate;
 mod bench;
 mod build;
-mod client;
+pub mod client;
 mod demo;
 mod deploy;
 mod deployments;
@@ -17,6 +17,7 @@ mod runs;
 mod schedules;
 mod serve;
 mod show;
+mod upstream;
 mod work;
 
 use std::path::PathBuf;
@@ -125,6 +126,8 @@ enum Command {
     Schedules(schedules::Args),
     /// Run the seed workload in-process on a fresh store and report throughput, latency and memory.
     Bench(bench::Args),
+    /// Serve a fake of the reference pipeline's upstream APIs, with seeded faults (demo and tests).
+    Upstream(upstream::Args),
 }
 
 impl Cli {
@@ -149,6 +152,7 @@ impl Cli {
             Command::Run(args) => run::run(args).await,
             Command::Schedules(args) => schedules::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Upstream(args) => upstream::run(args).await,
         }
     }
 }

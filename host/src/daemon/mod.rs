@@ -51,7 +51,24 @@ pub async fn serve(
     }
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| StartError::Bind(config.listen, e))?;
+    serve_on(listener, config, store, engine, secrets, shutdown, true).await
+}
+
+/// Runs the daemon on a listener already bound (to a free port, say) until
+/// `shutdown` resolves; `announce` prints the start and stop lines.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    secrets: Secrets,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    announce: bool,
+) -> Result<(), StartError> {
     let bound = listener.local_addr().map_err(|e| StartError::Bind(config.listen, e))?;
+    if !bound.ip().is_loopback() && config.token.as_deref().is_none_or(str::is_empty) {
+        return Err(StartError::NoToken(bound));
+    }
     let steps = Arc::new(StepResolver::from_deployments(engine.clone(), store.clone()));
     let worker = Worker::new(store.clone(), engine.clone(), steps, Arc::new(secrets), config.worker.clone())
         .map_err(StartError::Worker)?;
@@ -79,10 +96,14 @@ pub async fn serve(
         worked
     });
     tracing::info!(address = %bound, "ferry serve is listening");
-    eprintln!("ferry serve: listening on http://{bound} (Ctrl-C or SIGTERM stops it cleanly)");
+    if announce {
+        eprintln!("ferry serve: listening on http://{bound} (Ctrl-C or SIGTERM stops it cleanly)");
+    }
 
     shutdown.await;
-    eprintln!("ferry serve: stopping: no new work; runs in flight get {grace:?} to finish");
+    if announce {
+        eprintln!("ferry serve: stopping: no new work; runs in flight get {grace:?} to finish");
+    }
     let _ = stop_tx.send(true);
     let _ = http.await;
     let _ = cron.await;
@@ -90,7 +111,9 @@ pub async fn serve(
     if let Err(e) = work.await {
         tracing::error!(error = %e, "the worker task failed");
     }
-    eprintln!("ferry serve: stopped");
+    if announce {
+        eprintln!("ferry serve: stopped");
+    }
     Ok(())
 }
 

@@ -1,12 +1,16 @@
-//! The dashboard `ferry serve` serves next to its API: the runs list (`/`)
-//! and a run's detail (`/runs/{id}`).
+//! The dashboard `ferry serve` serves next to its API: the runs list (`/`),
+//! a run's detail (`/runs/{id}`), the deployments with their versions and
+//! queue (`/deployments`), the schedules (`/schedules`) and charts of step
+//! throughput, latency and retries (`/stats`, drawn as inline SVG by
+//! `app.js`).
 //!
 //! The pages are static shells (the same bytes for everyone, with no run
 //! data in them); `assets/app.js` reads the JSON API (`/v1/…`) with the
 //! bearer token the user typed (kept in `sessionStorage`) and builds the
 //! page with DOM calls and `textContent` only, so every value from a run is
-//! shown as text. Every action (rerun, cancel) is a call to the same API
-//! the CLI uses. Nothing is built at compile time but `include_str!`.
+//! shown as text (charts too: SVG elements made with `createElementNS`,
+//! labels as text nodes). Every action (rerun, retry, cancel, activate) is
+//! a call to the same API the CLI uses, after a confirmation. Nothing is built at compile time but `include_str!`.
 //!
 //! Security, in one place:
 //! - data only ever comes from the API, behind the token when one is set;
@@ -28,6 +32,9 @@ use crate::api::AppState;
 
 const RUNS_HTML: &str = include_str!("assets/runs.html");
 const RUN_HTML: &str = include_str!("assets/run.html");
+const DEPLOYMENTS_HTML: &str = include_str!("assets/deployments.html");
+const SCHEDULES_HTML: &str = include_str!("assets/schedules.html");
+const STATS_HTML: &str = include_str!("assets/stats.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
@@ -40,6 +47,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { page(RUNS_HTML) }))
         .route("/runs/{id}", get(|| async { page(RUN_HTML) }))
+        .route("/deployments", get(|| async { page(DEPLOYMENTS_HTML) }))
+        .route("/schedules", get(|| async { page(SCHEDULES_HTML) }))
+        .route("/stats", get(|| async { page(STATS_HTML) }))
         .route("/assets/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
         .route("/assets/style.css", get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }))
         .layer(axum::middleware::map_response(security_headers))

@@ -87,6 +87,13 @@ pub enum EntryKind {
     Event,
     /// `workflow.call-workflow`: a child run.
     ChildRun,
+    /// `workflow.start-workflow`: a run started without waiting for it.
+    StartRun,
+    /// `context.put-blob`: the request is the blob's hash and size, never
+    /// its bytes (those are in the store's blobs, once).
+    PutBlob,
+    /// `context.get-blob`: the response is the blob's hash and size.
+    GetBlob,
 }
 
 impl EntryKind {
@@ -105,10 +112,13 @@ impl EntryKind {
             Self::Sleep => "sleep",
             Self::Event => "event",
             Self::ChildRun => "child-run",
+            Self::StartRun => "start-run",
+            Self::PutBlob => "put-blob",
+            Self::GetBlob => "get-blob",
         }
     }
 
-    const ALL: [Self; 12] = [
+    const ALL: [Self; 15] = [
         Self::Step,
         Self::Http,
         Self::Now,
@@ -121,6 +131,9 @@ impl EntryKind {
         Self::Sleep,
         Self::Event,
         Self::ChildRun,
+        Self::StartRun,
+        Self::PutBlob,
+        Self::GetBlob,
     ];
 }
 

@@ -1,6 +1,7 @@
 //! One attempt of a step: instantiate, call `run`, classify what happened.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::{Trap, UpdateDeadline, WasmBacktrace};
 
@@ -25,6 +26,8 @@ pub struct StepCall {
     pub limits: Limits,
     pub allow: AllowList,
     pub secrets: Arc<Secrets>,
+    /// Where the step's `put-blob` and `get-blob` go.
+    pub blobs: super::Blobs,
     /// Replay: the recorded child entries of this attempt. None runs live.
     pub replay: Option<Vec<Entry>>,
     /// Replay of a changed component: log lines need not match.
@@ -44,12 +47,18 @@ pub struct Attempt {
     pub fuel: u64,
     /// Replay only: where the guest departed from the journal.
     pub divergence: Option<Divergence>,
+    /// A retryable failure's own word on when to try again (`retry-later`,
+    /// from a server's `Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl Engine {
     /// Runs one attempt of `loaded` in a fresh sandbox. Never fails: every
     /// problem, the host's included, is an outcome of the attempt.
     pub async fn run_step(&self, loaded: &Loaded, call: StepCall) -> Attempt {
+        // Never closed, so the permit always comes; `ok()` keeps the
+        // attempt going even if that ever changed.
+        let _slot = self.step_slots.clone().acquire_owned().await.ok();
         let started_at = Micros::now();
         let recorder = match call.replay.clone() {
             Some(recorded) if call.changed => Recorder::replay_changed(call.run_id, call.seq, call.attempt, recorded),
@@ -66,7 +75,15 @@ impl Engine {
             attempt: call.attempt,
         };
         let http = Arc::new(self.http_policy(call.allow.clone()));
-        let state = StepState::new(info, recorder.clone(), memory_cap, http, call.secrets.clone(), self.origin);
+        let state = StepState::new(
+            info,
+            recorder.clone(),
+            memory_cap,
+            http,
+            call.secrets.clone(),
+            call.blobs.clone(),
+            self.origin,
+        );
         let mut store = wasmtime::Store::new(&self.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor on every epoch tick, so the deadline below can
@@ -98,6 +115,7 @@ impl Engine {
         let (children, divergence) = recorder.finish_attempt();
 
         let step = &call.step;
+        let mut retry_after = None;
         let outcome = match result {
             Err(_elapsed) => Err(RunError {
                 kind: RunErrorKind::Timeout,
@@ -108,6 +126,10 @@ impl Engine {
             }),
             Ok(Ok(Ok(output))) => check_output(step, output, limits.output_bytes),
             Ok(Ok(Err(StepError::Retryable(message)))) => Err(RunError { kind: RunErrorKind::Retryable, message }),
+            Ok(Ok(Err(StepError::RetryLater(d)))) => {
+                retry_after = Some(Duration::from_millis(d.after_ms));
+                Err(RunError { kind: RunErrorKind::Retryable, message: d.message })
+            }
             Ok(Ok(Err(StepError::Fatal(message)))) => Err(RunError { kind: RunErrorKind::Fatal, message }),
             Ok(Err(e)) => Err(classify_failure(step, &e, &limits, memory_hit, &stderr)),
         };
@@ -135,7 +157,7 @@ impl Engine {
             fuel: Some(fuel),
             component: Some(format!("{}@{}", call.component, loaded.hash)),
         };
-        Attempt { entry, children, outcome, fuel, divergence }
+        Attempt { entry, children, outcome, fuel, divergence, retry_after }
     }
 }
 
@@ -254,7 +276,15 @@ impl Engine {
         let info =
             RunInfo { run_id: RunId::new(), component: "bench".into(), step: "bench".into(), seq: 0, attempt: 1 };
         let http = Arc::new(self.http_policy(AllowList::default()));
-        let state = StepState::new(info, recorder, 64 << 20, http, Arc::new(Secrets::default()), self.origin);
+        let state = StepState::new(
+            info,
+            recorder,
+            64 << 20,
+            http,
+            Arc::new(Secrets::default()),
+            super::Blobs::None,
+            self.origin,
+        );
         let mut store = wasmtime::Store::new(&self.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));

@@ -16,6 +16,7 @@
 
 mod attempt;
 pub mod bindings;
+pub mod blobs;
 pub mod component;
 mod host;
 pub mod http;
@@ -33,6 +34,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use attempt::{Attempt, LiveInstance, StepCall};
+pub use blobs::Blobs;
 pub use component::LoadError;
 pub use http::{AllowList, HttpConfig};
 pub use recorder::Divergence;
@@ -126,6 +128,11 @@ pub struct Engine {
     http_client: reqwest::Client,
     config: EngineConfig,
     origin: Instant,
+    /// Step attempts alive at once: half the pool's instance slots, so the
+    /// workflows (which a worker caps by its run limit) keep the other half
+    /// and a burst of parallel steps waits for a slot instead of failing to
+    /// instantiate.
+    step_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -178,8 +185,9 @@ impl Engine {
             cache,
             loaded: Mutex::new(HashMap::new()),
             http_client,
-            config,
+            config: config.clone(),
             origin: Instant::now(),
+            step_slots: Arc::new(tokio::sync::Semaphore::new((config.max_instances / 2).max(1) as usize)),
             _ticker: ticker,
         })
     }

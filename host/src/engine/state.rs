@@ -40,6 +40,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub info: RunInfo,
     pub secrets: Arc<Secrets>,
+    /// Where `put-blob` and `get-blob` go.
+    pub blobs: super::Blobs,
 }
 
 /// A deny-all WASI context: no files, no environment, no arguments, no
@@ -122,6 +124,7 @@ impl StepState {
         memory_cap: usize,
         http: Arc<HttpPolicy>,
         secrets: Arc<Secrets>,
+        blobs: super::Blobs,
         origin: std::time::Instant,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(PIPE_CAPACITY);
@@ -131,7 +134,7 @@ impl StepState {
             wasi,
             table: ResourceTable::new(),
             limiter: Limiter { memory_cap, memory_hit: None },
-            ctx: Context { recorder, info, secrets },
+            ctx: Context { recorder, info, secrets, blobs },
             http,
             stdout,
             stderr,

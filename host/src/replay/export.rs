@@ -4,7 +4,8 @@
 //! JSON, versioned by `format` and `version`. It holds the run, its journal
 //! (which never contains secret values: only their marker and hash) and the
 //! hashes of every component the run used, with their bytes when exported
-//! `--with-components`.
+//! `--with-components`, and the blobs its steps stored or read (always:
+//! a replay needs the bytes `get-blob` answered).
 
 use std::collections::HashMap;
 
@@ -28,6 +29,8 @@ pub enum ExportError {
     Version(u32),
     #[error("component {0} in the export is corrupted: its bytes do not hash to it")]
     BadComponent(ComponentHash),
+    #[error("blob sha256:{0} in the export is corrupted: its bytes do not hash to it")]
+    BadBlob(String),
     #[error("the export is inconsistent: {0}")]
     Inconsistent(String),
 }
@@ -50,6 +53,9 @@ pub struct Export {
     pub run: Run,
     pub journal: Vec<Entry>,
     pub components: Vec<ExportComponent>,
+    /// Blobs the journal mentions: sha256 hex → base64 of the bytes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub blobs: std::collections::BTreeMap<String, String>,
 }
 
 impl Export {
@@ -65,7 +71,19 @@ impl Export {
             })
             .collect();
         components.sort_by(|a, b| a.hash.cmp(&b.hash));
-        Self { format: FORMAT.into(), version: VERSION, run: rec.run.clone(), journal: rec.journal.clone(), components }
+        let blobs = rec
+            .blobs
+            .iter()
+            .map(|(hash, bytes)| (hash.clone(), base64::engine::general_purpose::STANDARD.encode(bytes)))
+            .collect();
+        Self {
+            format: FORMAT.into(),
+            version: VERSION,
+            run: rec.run.clone(),
+            journal: rec.journal.clone(),
+            components,
+            blobs,
+        }
     }
 
     /// Parses and checks an export file's text.
@@ -108,6 +126,16 @@ impl Export {
                 components.insert(c.hash.clone(), bytes);
             }
         }
-        Ok(Recording { run: self.run.clone(), journal: self.journal.clone(), components })
+        let mut blobs = HashMap::new();
+        for (hash, b64) in &self.blobs {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| ExportError::BadBlob(hash.clone()))?;
+            if crate::engine::blobs::hash(&bytes) != *hash {
+                return Err(ExportError::BadBlob(hash.clone()));
+            }
+            blobs.insert(hash.clone(), bytes);
+        }
+        Ok(Recording { run: self.run.clone(), journal: self.journal.clone(), components, blobs })
     }
 }

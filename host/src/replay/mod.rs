@@ -134,6 +134,8 @@ pub struct Recording {
     pub journal: Vec<Entry>,
     /// Component bytes by hash (the workflow's and every step's).
     pub components: HashMap<ComponentHash, Vec<u8>>,
+    /// The blobs the journal mentions, by sha256 hex.
+    pub blobs: HashMap<String, Vec<u8>>,
 }
 
 /// Loads a run, its journal and the bytes of every component it used (the
@@ -161,7 +163,15 @@ pub async fn load_recording(
         worlds.insert(hash.clone(), c.world);
         components.insert(hash, c.bytes);
     }
-    Ok((Recording { run, journal, components }, worlds))
+    let mut blobs = HashMap::new();
+    for hash in crate::engine::blobs::referenced(&journal) {
+        // A blob the journal mentions but the store lacks was never written
+        // (the attempt failed before): the replay reports it if it is read.
+        if let Some(bytes) = store.blob(&hash).await? {
+            blobs.insert(hash, bytes);
+        }
+    }
+    Ok((Recording { run, journal, components, blobs }, worlds))
 }
 
 /// Re-executes recordings. Cheap to clone.
@@ -317,6 +327,7 @@ impl Replayer {
                         limits,
                         allow: AllowList::default(),
                         secrets: self.secrets.clone(),
+                        blobs: crate::engine::Blobs::Memory(Arc::new(rec.blobs.clone())),
                         replay: Some(children),
                         changed: swapped,
                     },

@@ -12,7 +12,7 @@ use super::{FirstDivergence, RecordedCall, Recording, ReplayError, Replayer, Rep
 use crate::domain::{Entry, EntryKind, Limits, RunErrorKind, RunStatus};
 use crate::engine::Loaded;
 use crate::engine::bindings::orchestration::{Host, StepCall};
-use crate::engine::bindings::types::StepError;
+use crate::engine::bindings::types::{DelayedRetry, StepError};
 use crate::engine::bindings::{self, workflow::WorkflowPre};
 use crate::engine::recorder::{Call, Divergence, Recorder};
 use crate::engine::state::{Context, Limiter, PIPE_CAPACITY, RunInfo, sandbox_wasi};
@@ -178,6 +178,22 @@ impl Host for ReplayState {
             }
         })
     }
+
+    async fn start_workflow(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, StepError>> {
+        let (_, recorded) = self.ctx.recorder.take_seq();
+        let request = serde_json::json!({ "workflow": workflow, "input": input }).to_string();
+        let call = Call { kind: EntryKind::StartRun, name: name.clone(), request };
+        self.check(&recorded, &call)?;
+        let Some(started) = recorded.iter().find(|e| e.key.attempt == 0) else {
+            return Err(self.end_early(format!("the recording ends before run `{name}` was started")));
+        };
+        Ok(crate::workflow::started_result(started.response.as_deref()))
+    }
 }
 
 /// Replays a workflow run into `report`.
@@ -216,7 +232,12 @@ pub(super) async fn replay_workflow(
             memory_cap: usize::try_from(Limits::default().memory_bytes).unwrap_or(usize::MAX),
             memory_hit: None,
         },
-        ctx: Context { recorder: recorder.clone(), info, secrets: replayer.secrets.clone() },
+        ctx: Context {
+            recorder: recorder.clone(),
+            info,
+            secrets: replayer.secrets.clone(),
+            blobs: crate::engine::Blobs::Memory(Arc::new(rec.blobs.clone())),
+        },
         replayer: replayer.clone(),
         recording: Arc::new(rec.clone()),
         report: shared.clone(),
@@ -268,7 +289,7 @@ pub(super) async fn replay_workflow(
         Ok(Ok(output)) => report.output = Some(output),
         Ok(Err(e)) => {
             let (kind, message) = match e {
-                StepError::Retryable(m) => ("retryable", m),
+                StepError::Retryable(m) | StepError::RetryLater(DelayedRetry { message: m, .. }) => ("retryable", m),
                 StepError::Fatal(m) => ("fatal", m),
             };
             report.output = None;

@@ -18,6 +18,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::Digest as _;
+
 use super::{Component, Created, Error, Lease, Outcome, Park, RunFilter, Store};
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, EntryKey, EntryKind, EntryStatus, Flow, Limit, Micros, NewRun,
@@ -43,6 +45,8 @@ macro_rules! contract_tests {
         mod $backend {
             contract_tests!(@cases $harness;
                 component_put_is_idempotent,
+                blob_is_stored_once_by_hash,
+                rate_takes_hold_a_sliding_window_per_key,
                 run_is_created_queued_and_read_back,
                 run_needs_a_stored_component,
                 idempotency_key_returns_the_existing_run,
@@ -82,6 +86,11 @@ macro_rules! contract_tests {
                 queued_runs_go_by_priority_then_age,
                 queue_reasons_name_the_limit,
                 run_counts_count_runs_by_status,
+                version_run_counts_count_runs_per_version_and_status,
+                queue_depths_count_queued_runs_per_workflow,
+                run_steps_count_step_calls_and_retries,
+                runs_with_key_find_runs_by_their_idempotency_key,
+                step_stats_aggregate_the_attempts_of_a_window,
             );
         }
     };
@@ -276,6 +285,37 @@ pub(crate) async fn component_put_is_idempotent(store: Arc<dyn Store>) {
     assert!(!store.put_component(&c).await.unwrap(), "second put is a no-op");
     assert_eq!(store.component(&c.hash).await.unwrap(), Some(c));
     assert_eq!(store.component(&component(2).hash).await.unwrap(), None);
+}
+
+pub(crate) async fn blob_is_stored_once_by_hash(store: Arc<dyn Store>) {
+    // Bytes that are not UTF-8 and include a NUL: a blob is bytes, not text.
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let hash = hex::encode(sha2::Sha256::digest(&bytes));
+    assert!(store.put_blob(&hash, &bytes, Micros(1)).await.unwrap(), "first put stores");
+    assert!(!store.put_blob(&hash, &bytes, Micros(2)).await.unwrap(), "second put is a no-op");
+    assert_eq!(store.blob(&hash).await.unwrap(), Some(bytes));
+    assert_eq!(store.blob(&"0".repeat(64)).await.unwrap(), None);
+    assert!(store.put_blob(&"1".repeat(64), b"", Micros(3)).await.unwrap(), "an empty blob is a blob");
+    assert_eq!(store.blob(&"1".repeat(64)).await.unwrap(), Some(Vec::new()));
+}
+
+pub(crate) async fn rate_takes_hold_a_sliding_window_per_key(store: Arc<dyn Store>) {
+    let second = Duration::from_secs(1);
+    let t = |ms: i64| Micros(1_000_000_000 + ms * 1_000);
+    // Two per second: the third start in the window is refused and told when
+    // the first one leaves it.
+    assert_eq!(store.take_rate("step:pull-meta", 2, second, t(0)).await.unwrap(), None);
+    assert_eq!(store.take_rate("step:pull-meta", 2, second, t(300)).await.unwrap(), None);
+    assert_eq!(store.take_rate("step:pull-meta", 2, second, t(400)).await.unwrap(), Some(t(1_000)));
+    // Another key has its own window.
+    assert_eq!(store.take_rate("step:pull-ga4", 2, second, t(400)).await.unwrap(), None);
+    // A refused take records nothing: at 1000 the first start has left.
+    assert_eq!(store.take_rate("step:pull-meta", 2, second, t(1_000)).await.unwrap(), None);
+    assert_eq!(store.take_rate("step:pull-meta", 2, second, t(1_100)).await.unwrap(), Some(t(1_300)));
+    // Concurrent takers never get more than the limit between them.
+    let takes = (0..10).map(|_| store.take_rate("step:burst", 3, second, t(5_000)));
+    let granted = futures::future::join_all(takes).await.into_iter().filter(|r| matches!(r, Ok(None))).count();
+    assert_eq!(granted, 3);
 }
 
 pub(crate) async fn run_is_created_queued_and_read_back(store: Arc<dyn Store>) {
@@ -1117,4 +1157,167 @@ pub(crate) async fn run_counts_count_runs_by_status(store: Arc<dyn Store>) {
     assert_eq!(count(counts.clone(), RunStatus::Running), 1);
     assert_eq!(count(counts.clone(), RunStatus::Completed), 1);
     assert_eq!(count(counts, RunStatus::Failed), 0);
+}
+
+// ------------------------------------------------ dashboard reads (store::stats)
+
+/// A run of `name` on component `c`, with an idempotency key.
+async fn created(store: &dyn Store, id: RunId, c: &Component, name: &str, key: Option<&str>) -> Run {
+    store.put_component(c).await.expect("put component");
+    store.create_run(new_run(id, c, name, key)).await.expect("create run").run().clone()
+}
+
+/// A step attempt entry `(seq, attempt)` that finished at `at(secs)` after
+/// `took_ms`, failed with `error` when given.
+fn attempt_entry(run: RunId, seq: u32, attempt: u32, secs: i64, took_ms: i64, error: Option<&str>) -> Entry {
+    let finished_at = at(secs);
+    Entry {
+        status: if error.is_some() { EntryStatus::Error } else { EntryStatus::Ok },
+        error: error.map(str::to_owned),
+        started_at: Micros(finished_at.0 - took_ms * 1000),
+        finished_at,
+        ..entry(run, seq, attempt, 0)
+    }
+}
+
+pub(crate) async fn version_run_counts_count_runs_per_version_and_status(store: Arc<dyn Store>) {
+    assert!(store.version_run_counts().await.unwrap().is_empty());
+    let (v1, v2) = (component(1), component(2));
+    created(&*store, run_id(1), &v1, "report", None).await;
+    created(&*store, run_id(2), &v1, "report", None).await;
+    created(&*store, run_id(3), &v2, "report", None).await;
+    created(&*store, run_id(4), &v1, "invoice", None).await;
+    let lease = store.claim(&run_id(2), "w1", TTL, T0).await.unwrap();
+    store
+        .finish(
+            &lease,
+            vec![],
+            Outcome::Failed { error: RunError { kind: RunErrorKind::Fatal, message: "no".into() } },
+            at(1),
+        )
+        .await
+        .unwrap();
+
+    let counts = store.version_run_counts().await.unwrap();
+    let got: Vec<(&str, &ComponentHash, RunStatus, u64)> =
+        counts.iter().map(|c| (c.name.as_str(), &c.hash, c.status, c.runs)).collect();
+    let mut want = vec![
+        ("invoice", &v1.hash, RunStatus::Queued, 1),
+        ("report", &v1.hash, RunStatus::Failed, 1),
+        ("report", &v1.hash, RunStatus::Queued, 1),
+        ("report", &v2.hash, RunStatus::Queued, 1),
+    ];
+    want.sort_by(|a, b| (a.0, a.1.as_str(), a.2.as_str()).cmp(&(b.0, b.1.as_str(), b.2.as_str())));
+    assert_eq!(got, want, "by name, hash and status");
+}
+
+pub(crate) async fn queue_depths_count_queued_runs_per_workflow(store: Arc<dyn Store>) {
+    assert!(store.queue_depths().await.unwrap().is_empty());
+    let c = component(1);
+    for ms in 1..=3 {
+        created(&*store, run_id(ms), &c, "report", None).await;
+    }
+    created(&*store, run_id(4), &c, "invoice", None).await;
+    created(&*store, run_id(5), &c, "archive", None).await;
+    store.claim(&run_id(1), "w1", TTL, T0).await.unwrap();
+    store.cancel(&run_id(5), "no", at(1)).await.unwrap();
+    let depths = store.queue_depths().await.unwrap();
+    assert_eq!(depths, [("invoice".to_owned(), 1), ("report".to_owned(), 2)], "queued runs only, by name");
+}
+
+pub(crate) async fn run_steps_count_step_calls_and_retries(store: Arc<dyn Store>) {
+    let (a, lease) = claimed(&*store, run_id(1)).await;
+    let b = queued(&*store, run_id(2)).await;
+    let clock = Entry { kind: EntryKind::Now, ..entry(a.id, 3, 0, 0) };
+    let entries = vec![
+        attempt_entry(a.id, 1, 1, 1, 5, Some("retryable: HTTP 503 from x")),
+        entry(a.id, 1, 1, 1),
+        attempt_entry(a.id, 1, 2, 2, 5, None),
+        entry(a.id, 1, 2, 1),
+        attempt_entry(a.id, 2, 1, 3, 5, None),
+        clock,
+    ];
+    store.append(&lease, entries).await.unwrap();
+    let counts = store.run_steps(&[b.id, run_id(9), a.id]).await.unwrap();
+    assert_eq!(
+        counts,
+        [super::stats::RunSteps { run_id: a.id, steps: 2, retries: 1 }],
+        "two step calls, one retry; host calls and clock reads are not steps; runs without steps are left out"
+    );
+    assert!(store.run_steps(&[]).await.unwrap().is_empty());
+}
+
+pub(crate) async fn runs_with_key_find_runs_by_their_idempotency_key(store: Arc<dyn Store>) {
+    let c = component(1);
+    let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = |limit: u32| RunFilter { limit, ..RunFilter::default() };
+    created(&*store, run_id(1), &c, "report", Some("week-7")).await;
+    created(&*store, run_id(2), &c, "invoice", Some("week-7")).await;
+    created(&*store, run_id(3), &c, "report", Some("week-8")).await;
+    created(&*store, run_id(4), &c, "report", None).await;
+    store.deploy("report", &c.hash, World::Workflow, &DeploymentConfig::default(), T0).await.unwrap();
+
+    assert_eq!(ids(store.runs_with_key("week-7", &all(50)).await.unwrap()), [run_id(1)], "deployed names only");
+    let invoice = RunFilter { component: Some("invoice".into()), ..all(50) };
+    assert_eq!(ids(store.runs_with_key("week-7", &invoice).await.unwrap()), [run_id(2)]);
+    assert!(store.runs_with_key("week", &all(50)).await.unwrap().is_empty(), "the key matches exactly");
+
+    store.deploy("invoice", &c.hash, World::Workflow, &DeploymentConfig::default(), T0).await.unwrap();
+    let found = store.runs_with_key("week-7", &all(50)).await.unwrap();
+    assert_eq!(found.iter().map(|r| r.component.as_str()).collect::<Vec<_>>(), ["invoice", "report"], "newest first");
+    assert_eq!(found[1], must_run(&*store, &run_id(1)).await, "whole runs");
+    assert_eq!(ids(store.runs_with_key("week-7", &all(1)).await.unwrap()), [run_id(2)]);
+    let older = RunFilter { before: Some(run_id(2)), ..all(50) };
+    assert_eq!(ids(store.runs_with_key("week-7", &older).await.unwrap()), [run_id(1)]);
+    let failed = RunFilter { status: Some(RunStatus::Failed), ..all(50) };
+    assert!(store.runs_with_key("week-7", &failed).await.unwrap().is_empty());
+    let queued_only = RunFilter { status: Some(RunStatus::Queued), ..all(50) };
+    assert_eq!(store.runs_with_key("week-7", &queued_only).await.unwrap().len(), 2);
+}
+
+pub(crate) async fn step_stats_aggregate_the_attempts_of_a_window(store: Arc<dyn Store>) {
+    use super::stats::{RetryCause, StatsWindow};
+    let window = StatsWindow { since: T0, until: at(60), bucket: 10_000_000 };
+    let empty = store.step_stats(&window).await.unwrap();
+    assert_eq!((empty.attempts, empty.buckets.len(), empty.truncated, empty.first_at), (0, 6, false, None));
+
+    // A run of the window, and one created two hours before it that is
+    // still in progress (waiting on a timer).
+    let (a, lease) = claimed(&*store, run_id(1)).await;
+    let old: RunId = format!("run_{}", ulid::Ulid::from_parts(1_700_000_000_000 - 7_200_000, 1)).parse().unwrap();
+    let (_, old_lease) = claimed(&*store, old).await;
+    let entries = vec![
+        attempt_entry(a.id, 1, 1, -5, 10, None), // before the window
+        attempt_entry(a.id, 2, 1, 1, 100, Some("retryable: HTTP 503 from https://api.example/x")),
+        entry(a.id, 2, 1, 1),
+        attempt_entry(a.id, 2, 2, 12, 300, None),
+        attempt_entry(a.id, 3, 1, 15, 200, Some("timeout: the attempt ran past 1s")),
+        Entry { kind: EntryKind::Sleep, ..attempt_entry(a.id, 4, 0, 16, 1, None) },
+        attempt_entry(a.id, 5, 1, 60, 10, None), // at `until`: after the window
+    ];
+    store.append(&lease, entries).await.unwrap();
+    let old_entries = vec![attempt_entry(old, 2, 1, 45, 400, Some("retryable: HTTP 429 from x"))];
+    store.park(&old_lease, old_entries, Park { wake_at: Some(at(3600)), event: None }).await.unwrap();
+
+    let s = store.step_stats(&window).await.unwrap();
+    assert_eq!((s.since, s.until, s.bucket_us), (T0, at(60), 10_000_000));
+    assert_eq!((s.attempts, s.failed, s.truncated, s.first_at), (4, 3, false, Some(at(1))));
+    let per_bucket: Vec<(u64, u64)> = s.buckets.iter().map(|b| (b.ok, b.failed)).collect();
+    assert_eq!(per_bucket, [(0, 1), (1, 1), (0, 0), (0, 0), (0, 1), (0, 0)]);
+    assert_eq!(s.buckets[1].start, at(10));
+    let names: Vec<(&str, u64, u64, i64)> =
+        s.steps.iter().map(|l| (l.name.as_str(), l.attempts, l.failed, l.max_us)).collect();
+    assert_eq!(names, [("call-2", 3, 2, 400_000), ("call-3", 1, 1, 200_000)]);
+    assert_eq!((s.steps[0].p50_us, s.steps[0].p99_us), (300_000, 400_000));
+    let cause = |kind: &str, http_status: Option<u16>, failures: u64, retried: u64| RetryCause {
+        kind: kind.into(),
+        http_status,
+        failures,
+        retried,
+    };
+    assert_eq!(
+        s.causes,
+        [cause("retryable", Some(503), 1, 1), cause("retryable", Some(429), 1, 0), cause("timeout", None, 1, 0)],
+        "the retried cause first"
+    );
 }

@@ -18,6 +18,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod stats;
 
 #[cfg(test)]
 mod contract;
@@ -164,6 +165,21 @@ pub trait Store: Send + Sync + 'static {
     /// The component with this hash, bytes included.
     async fn component(&self, hash: &ComponentHash) -> Result<Option<Component>>;
 
+    /// Stores `bytes` as a blob under `hash`, the sha256 of the bytes in
+    /// lower-case hex (the caller computes it; the store trusts it). Returns
+    /// false if it was already there. Not fenced by any lease: a blob is
+    /// immutable and means the same to every run.
+    async fn put_blob(&self, hash: &str, bytes: &[u8], now: Micros) -> Result<bool>;
+
+    /// The bytes of the blob stored under `hash`.
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Takes one start from the rate limit `key`, which allows `limit`
+    /// starts per `period` (a sliding window): records the start and
+    /// returns `None` when the window has room; otherwise records nothing
+    /// and returns when a start leaves the window. Holds across hosts.
+    async fn take_rate(&self, key: &str, limit: u32, period: Duration, now: Micros) -> Result<Option<Micros>>;
+
     /// Creates a queued run, or returns the existing run with the same
     /// component and idempotency key.
     async fn create_run(&self, run: NewRun) -> Result<Created>;
@@ -274,4 +290,30 @@ pub trait Store: Send + Sync + 'static {
     /// Why each of these queued runs is still queued: a concurrency or rate
     /// limit holding it back, by run id (runs not held back are absent).
     async fn queue_reasons(&self, ids: &[RunId], now: Micros) -> Result<Vec<(RunId, String)>>;
+
+    // ------------------------------------------------ dashboard reads (see [`stats`])
+
+    /// How many runs each deployed version has, by status: one row per
+    /// (name, component hash, status) that has runs, in that order. Versions
+    /// of a name that share a component share its runs.
+    async fn version_run_counts(&self) -> Result<Vec<stats::VersionRuns>>;
+
+    /// How many runs of each component (deployment name) are queued, by
+    /// name; names with none are left out.
+    async fn queue_depths(&self) -> Result<Vec<(String, u64)>>;
+
+    /// Step calls and retries recorded in the journals of these runs, in the
+    /// order asked; runs with no step attempt are left out.
+    async fn run_steps(&self, ids: &[RunId]) -> Result<Vec<stats::RunSteps>>;
+
+    /// Runs whose idempotency key is exactly `key`, newest first, filtered
+    /// and paged as [`Store::list_runs`] filters: of `filter.component`, or
+    /// of every deployment name when it is none.
+    async fn runs_with_key(&self, key: &str, filter: &RunFilter) -> Result<Vec<Run>>;
+
+    /// The step attempts that finished in the window, aggregated: counts per
+    /// bucket, latency per step call name, failures and retries by cause.
+    /// Attempts are found through the runs that may hold them (see
+    /// [`stats::StatsWindow::RUN_LOOKBACK_US`]).
+    async fn step_stats(&self, window: &stats::StatsWindow) -> Result<stats::StepStats>;
 }

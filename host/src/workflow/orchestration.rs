@@ -214,6 +214,41 @@ impl Host for WorkflowState {
             }
         }
     }
+
+    async fn start_workflow(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, StepError>> {
+        let (seq, recorded) = self.ctx.recorder.take_seq();
+        let request = json!({ "workflow": workflow, "input": input }).to_string();
+        let call = Call { kind: EntryKind::StartRun, name, request };
+        self.check(&recorded, &call)?;
+        // One entry, (seq, 0): the run started, or why it could not be.
+        if let Some(started) = recorded.iter().find(|e| e.key.attempt == 0) {
+            return Ok(started_result(started.response.as_deref()));
+        }
+        let response = match start_child(self.run.clone(), seq, &workflow, &input).await {
+            Ok(id) => json!({ "child": id }).to_string(),
+            Err(Ok(message)) => json!({ "error": { "kind": "fatal", "message": message } }).to_string(),
+            Err(Err(why)) => return Err(self.interrupt(why)),
+        };
+        self.ctx.recorder.push([self.entry(seq, 0, &call, response.clone())]);
+        Ok(started_result(Some(&response)))
+    }
+}
+
+/// The workflow's view of a `start-workflow` call from its entry's
+/// response: the new run's id, or why none was started.
+pub(crate) fn started_result(response: Option<&str>) -> Result<String, StepError> {
+    let value: Value = response.and_then(|t| serde_json::from_str(t).ok()).unwrap_or(Value::Null);
+    match value.get("child").and_then(Value::as_str) {
+        Some(id) => Ok(id.to_owned()),
+        None => Err(StepError::Fatal(
+            value["error"]["message"].as_str().unwrap_or("the run could not be started").to_owned(),
+        )),
+    }
 }
 
 /// Creates the child run of the call at `seq` (once: its idempotency key is
@@ -228,7 +263,7 @@ async fn start_child(
     if serde_json::from_str::<serde::de::IgnoredAny>(input).is_err() {
         return Err(Ok(format!("the input of child workflow `{workflow}` is not JSON")));
     }
-    let loaded = run.steps.resolve_workflow(workflow).await.map_err(|e| match e {
+    let resolved = run.steps.resolve_workflow(workflow).await.map_err(|e| match e {
         // The store could not be read: stop, write nothing; the run resumes.
         super::steps::Unresolved::Store(why) => Err(Interrupt::LeaseLost(why)),
         super::steps::Unresolved::Invalid(message) => Ok(message),
@@ -237,12 +272,18 @@ async fn start_child(
         id: RunId::new(),
         kind: crate::domain::World::Workflow,
         component: workflow.to_owned(),
-        component_hash: loaded.hash.clone(),
+        component_hash: resolved.loaded.hash.clone(),
         input: input.to_owned(),
         idempotency_key: Some(child_key(&run.run.id, seq)),
         created_at: Micros::now(),
         origin: None,
-        flow: Default::default(),
+        // A started run lives under its deployment's flow control; a child
+        // the parent waits for too (its concurrency slot is the parent's
+        // business, but a rate or priority still applies).
+        flow: match &resolved.config {
+            Some(c) => c.flow_for(&serde_json::from_str(input).unwrap_or(Value::Null)),
+            None => Default::default(),
+        },
     };
     let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
     Ok(created.run().id)

@@ -143,7 +143,27 @@ impl RunCtx {
                     last.key.attempt + 1
                 }
             };
-            let entries = self.attempt(call, seq, next, &retry, limits).await?;
+            let resolved = match &self.pinned_step {
+                Some(pinned) => {
+                    Ok(super::steps::Resolved { loaded: pinned.clone(), config: self.pinned_config.clone() })
+                }
+                None => match self.steps.resolve(&call.step).await {
+                    Ok(r) => Ok(r),
+                    Err(super::steps::Unresolved::Store(why)) => return Err(Interrupt::LeaseLost(why)),
+                    Err(super::steps::Unresolved::Invalid(message)) => Err(message),
+                },
+            };
+            if let Ok(r) = &resolved
+                && let Some(at) = self.take_rate(r, call).await?
+            {
+                let wait = at.since(Micros::now());
+                if wait > self.policy.inline_backoff {
+                    return Ok(StepOutcome::Park(at));
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let entries = self.attempt(call, seq, next, &retry, limits, resolved).await?;
             let mut batch = recorder.drain();
             batch.extend(entries.iter().cloned());
             self.store.append(&self.lease, batch).await.map_err(|e| lost(&e))?;
@@ -163,16 +183,12 @@ impl RunCtx {
         attempt: u32,
         retry: &RetryPolicy,
         limits: Limits,
+        resolved: Result<super::steps::Resolved, String>,
     ) -> Result<Vec<Entry>, Interrupt> {
         let started_at = Micros::now();
-        let resolved = match &self.pinned_step {
-            Some(pinned) => Ok(super::steps::Resolved { loaded: pinned.clone(), config: self.pinned_config.clone() }),
-            None => self.steps.resolve(&call.step).await,
-        };
         let (loaded, config) = match resolved {
             Ok(r) => (r.loaded, r.config),
-            Err(super::steps::Unresolved::Store(why)) => return Err(Interrupt::LeaseLost(why)),
-            Err(super::steps::Unresolved::Invalid(message)) => {
+            Err(message) => {
                 let error = RunError { kind: RunErrorKind::Fatal, message };
                 let failure = Failure { error: error.clone(), retry_at: None };
                 return Ok(vec![Entry {
@@ -217,6 +233,7 @@ impl RunCtx {
                         None => self.policy.allow.clone(),
                     },
                     secrets: self.secrets.clone(),
+                    blobs: crate::engine::Blobs::Store(self.store.clone()),
                     replay: None,
                     changed: false,
                 },
@@ -227,13 +244,39 @@ impl RunCtx {
         if let Err(error) = &a.outcome {
             let retry_at = (retryable(error.kind, retry) && attempt < retry.max_attempts).then(|| {
                 let unit: f64 = rand::rng().random();
-                Micros::now().plus(retry.delay_before(attempt + 1, unit))
+                let backoff = retry.delay_before(attempt + 1, unit);
+                // The server's word wins when it asks for longer.
+                Micros::now().plus(a.retry_after.map_or(backoff, |after| backoff.max(after)))
             });
             entry.response = serde_json::to_string(&Failure { error: error.clone(), retry_at }).ok();
         }
         let mut out = vec![entry];
         out.extend(a.children);
         Ok(out)
+    }
+}
+
+impl RunCtx {
+    /// For a step whose deployment sets a `rate`: takes a start from it, or
+    /// says when the next start is allowed. The wait is not an attempt and
+    /// is not journaled: it changes when the step runs, not what it sees.
+    async fn take_rate(
+        &self,
+        resolved: &super::steps::Resolved,
+        call: &crate::engine::bindings::orchestration::StepCall,
+    ) -> Result<Option<Micros>, Interrupt> {
+        let Some(rate) = resolved.config.as_ref().and_then(|c| c.rate.as_ref()) else { return Ok(None) };
+        let mut key = format!("step:{}", call.step);
+        if let Some(pointer) = &rate.key {
+            let input: serde_json::Value = serde_json::from_str(&call.input).unwrap_or_default();
+            match input.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => key = format!("{key}/{s}"),
+                Some(v) => key = format!("{key}/{v}"),
+                None => {}
+            }
+        }
+        let period = Duration::from_millis(rate.period_ms.max(1));
+        self.store.take_rate(&key, rate.limit.max(1), period, Micros::now()).await.map_err(|e| lost(&e))
     }
 }
 
@@ -376,7 +419,12 @@ impl Executor {
                 memory_cap: usize::try_from(ctx.policy.limits.memory_bytes).unwrap_or(usize::MAX),
                 memory_hit: None,
             },
-            ctx: Context { recorder: recorder.clone(), info, secrets: ctx.secrets.clone() },
+            ctx: Context {
+                recorder: recorder.clone(),
+                info,
+                secrets: ctx.secrets.clone(),
+                blobs: crate::engine::Blobs::Store(ctx.store.clone()),
+            },
             run: ctx.clone(),
             interrupt: interrupt.clone(),
         };
@@ -419,9 +467,10 @@ impl Executor {
                     },
                 },
             },
-            Ok(Err(bindings::types::StepError::Retryable(message))) => {
-                Outcome::Failed { error: RunError { kind: RunErrorKind::Retryable, message } }
-            }
+            Ok(Err(
+                bindings::types::StepError::Retryable(message)
+                | bindings::types::StepError::RetryLater(bindings::types::DelayedRetry { message, .. }),
+            )) => Outcome::Failed { error: RunError { kind: RunErrorKind::Retryable, message } },
             Ok(Err(bindings::types::StepError::Fatal(message))) => {
                 Outcome::Failed { error: RunError { kind: RunErrorKind::Fatal, message } }
             }

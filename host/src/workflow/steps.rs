@@ -97,9 +97,13 @@ impl StepResolver {
     }
 
     /// The workflow `name` for a child run: the active deployment, or a file.
-    pub async fn resolve_workflow(&self, name: &str) -> Result<Arc<Loaded>, Unresolved> {
+    pub async fn resolve_workflow(&self, name: &str) -> Result<Resolved, Unresolved> {
         if !self.deployments {
-            return self.get_workflow(name).await.map_err(Unresolved::Invalid);
+            return self
+                .get_workflow(name)
+                .await
+                .map(|loaded| Resolved { loaded, config: None })
+                .map_err(Unresolved::Invalid);
         }
         let d = self
             .store
@@ -110,7 +114,8 @@ impl StepResolver {
         if d.world != World::Workflow {
             return Err(Unresolved::Invalid(format!("`{name}` is a {}, not a workflow", d.world)));
         }
-        self.by_hash(&d.hash, name).await
+        let loaded = self.by_hash(&d.hash, name).await?;
+        Ok(Resolved { loaded, config: Some(d.config) })
     }
 
     /// The component of step `name`, or why there is none.

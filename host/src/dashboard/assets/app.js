@@ -43,7 +43,40 @@
     if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + ' s';
     const m = Math.floor(s / 60);
     if (m < 60) return m + ' m ' + String(Math.floor(s % 60)).padStart(2, '0') + ' s';
-    return Math.floor(m / 60) + ' h ' + String(m % 60).padStart(2, '0') + ' m';
+    const h = Math.floor(m / 60);
+    if (h < 48) return h + ' h ' + String(m % 60).padStart(2, '0') + ' m';
+    return Math.floor(h / 24) + ' d ' + String(h % 24).padStart(2, '0') + ' h';
+  }
+
+  // "in 3 h 05 m" or "12 m 40 s ago", to the second.
+  function relative(us) {
+    if (!us) return '';
+    const d = us - nowUs();
+    const secs = Math.round(Math.abs(d) / 1e6);
+    if (secs < 1) return 'now';
+    const text = duration(secs * 1e6);
+    return d > 0 ? 'in ' + text : text + ' ago';
+  }
+
+  // An instant as a clock in time zone `tz` reads it, or '' for a zone
+  // this browser does not know.
+  function inZone(us, tz) {
+    try {
+      const f = new Intl.DateTimeFormat('sv-SE', {
+        timeZone: tz, year: 'numeric', month: '2-digit', day: '2-digit',
+        hour: '2-digit', minute: '2-digit', second: '2-digit',
+      });
+      return f.format(new Date(us / 1000)) + ' ' + tz;
+    } catch (_) {
+      return '';
+    }
+  }
+
+  function bytes(n) {
+    if (n >= 1 << 30 && n % (1 << 30) === 0) return n / (1 << 30) + ' GiB';
+    if (n >= 1 << 20) return +(n / (1 << 20)).toFixed(1) + ' MiB';
+    if (n >= 1 << 10) return +(n / (1 << 10)).toFixed(1) + ' KiB';
+    return n + ' B';
   }
 
   function when(us) {
@@ -97,6 +130,25 @@
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
+  // A blob through the API (with the token when there is one).
+  async function downloadBlob(ref) {
+    const headers = {};
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const resp = await fetch('/v1/blobs/' + encodeURIComponent(ref), { headers, credentials: 'omit', cache: 'no-store' });
+    if (!resp.ok) {
+      alert('Cannot download ' + ref + ': HTTP ' + resp.status);
+      return;
+    }
+    const pdf = (resp.headers.get('content-type') || '').startsWith('application/pdf');
+    const url = URL.createObjectURL(await resp.blob());
+    const a = el('a', { href: url, download: ref.slice(7, 23) + (pdf ? '.pdf' : '.bin') });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
   // A payload: pretty JSON in a <pre>, collapsible, cut when long with a
   // link that downloads the whole of it.
   function payload(label, text, opts) {
@@ -107,6 +159,13 @@
     const d = el('details', { class: 'payload ' + (o.cls || ''), data: { k: o.key || label } }, summary);
     if (o.open) d.open = true;
     d.append(el('pre', { class: 'json', text: shown }));
+    // Blob references (a PDF a step stored with put-blob): download links.
+    const refs = [...new Set(String(text || '').match(/sha256:[0-9a-f]{64}/g) || [])];
+    for (const ref of refs.slice(0, 10)) {
+      d.append(el('p', { class: 'blob' },
+        el('a', { href: '#', class: 'download', onclick: (ev) => { ev.preventDefault(); downloadBlob(ref); } },
+          'Download blob ' + ref.slice(0, 19) + '…')));
+    }
     if (full.length > CUT) {
       const name = (o.file || label).replace(/[^A-Za-z0-9._-]+/g, '_') + '.json';
       d.append(
@@ -215,8 +274,9 @@
     }
   }
 
-  // Polls `tick` every 2 s, one request at a time, paused while refused.
-  function poll(tick) {
+  // Polls `tick` every `ms` (2 s by default), one request at a time,
+  // paused while refused.
+  function poll(tick, ms) {
     let busy = false;
     const go = async () => {
       if (busy || !authorised) return;
@@ -227,7 +287,7 @@
         busy = false;
       }
     };
-    setInterval(go, POLL_MS);
+    setInterval(go, ms || POLL_MS);
     return go;
   }
 
@@ -238,8 +298,20 @@
     deployments = (d && d.deployments) || [];
   }
 
-  function deploymentOf(hash) {
-    return deployments.find((d) => d.hash === hash);
+  // The version of deployment `name` with this component (the newest, if
+  // several share it); without a name, any deployment's.
+  function deploymentOf(hash, name) {
+    return deployments.find((d) => d.hash === hash && (name === undefined || d.name === name));
+  }
+
+  function activeOf(name) {
+    return deployments.find((d) => d.name === name && d.active);
+  }
+
+  // Step calls and retries from a journal, as the runs list counts them.
+  function stepCounts(journal) {
+    const attempts = journal.filter((e) => e.kind === 'step' && e.child === 0 && e.attempt >= 1);
+    return { steps: attempts.filter((e) => e.attempt === 1).length, retries: attempts.filter((e) => e.attempt > 1).length };
   }
 
   // ---------------------------------------------------------------- runs list
@@ -294,7 +366,7 @@
     }
 
     function row(run) {
-      const dep = deploymentOf(run.component_hash);
+      const dep = deploymentOf(run.component_hash, run.component);
       const origin = run.origin || (run.idempotency_key ? 'key ' + run.idempotency_key : '');
       const tr = el('tr', { data: { run: run.id, status: run.status } },
         el('td', {}, el('a', { href: runHref(run.id), class: 'mono run-link', text: run.id })),
@@ -303,6 +375,8 @@
         el('td', { class: 'status' }, badge(run.status),
           run.queue_reason ? el('span', { class: 'muted small', text: ' ' + run.queue_reason }) : null,
           run.error ? el('div', { class: 'err small', text: run.error.kind }) : null),
+        el('td', { class: 'steps num', text: run.steps === undefined ? '-' : run.steps }),
+        el('td', { class: 'retries num' + (run.retries > 0 ? ' warn' : ''), text: run.retries === undefined ? '-' : run.retries }),
         el('td', { text: when(run.started_at || run.created_at) }),
         el('td', { text: duration(runDuration(run)) }),
         el('td', { class: 'muted small', text: origin }));
@@ -311,31 +385,26 @@
 
     async function load() {
       const text = search.value.trim();
-      let runs;
-      let more = null;
-      if (/^run_[0-9A-Za-z]{26}$/.test(text)) {
+      // The search box: runs whose idempotency key is the text (found by
+      // the API), and the run whose id it is.
+      const p = new URLSearchParams({ limit });
+      if (status.value) p.set('status', status.value);
+      if (workflow.value) p.set('workflow', workflow.value);
+      if (text) p.set('key', text);
+      const before = cursors[cursors.length - 1];
+      if (before) p.set('before', before);
+      const data = await api('/v1/runs?' + p.toString());
+      let runs = data.runs || [];
+      const more = data.next || null;
+      if (/^run_[0-9A-Za-z]{26}$/.test(text) && cursors.length === 1 && !runs.some((r) => r.id === text)) {
         try {
-          runs = [(await api('/v1/runs/' + encodeURIComponent(text))).run];
+          const found = await api('/v1/runs/' + encodeURIComponent(text));
+          runs = [Object.assign(found.run, stepCounts(found.journal || []))].concat(runs);
         } catch (e) {
           if (e instanceof Unauthorized) throw e;
-          runs = [];
-        }
-      } else {
-        const p = new URLSearchParams({ limit });
-        if (status.value) p.set('status', status.value);
-        if (workflow.value) p.set('workflow', workflow.value);
-        const before = cursors[cursors.length - 1];
-        if (before) p.set('before', before);
-        const data = await api('/v1/runs?' + p.toString());
-        runs = data.runs || [];
-        more = data.next || null;
-        if (text) {
-          const t = text.toLowerCase();
-          runs = runs.filter((r) => r.id.toLowerCase().includes(t) ||
-            (r.idempotency_key || '').toLowerCase().includes(t));
         }
       }
-      if (deployments.length === 0 || runs.some((r) => !deploymentOf(r.component_hash))) {
+      if (deployments.length === 0 || runs.some((r) => !deploymentOf(r.component_hash, r.component))) {
         await loadDeployments();
         fillWorkflows();
       }
@@ -360,7 +429,11 @@
     };
     status.addEventListener('change', restart);
     workflow.addEventListener('change', restart);
-    search.addEventListener('input', restart);
+    let typing = null;
+    search.addEventListener('input', () => {
+      clearTimeout(typing);
+      typing = setTimeout(restart, 250);
+    });
     byId('filters').addEventListener('submit', (ev) => {
       ev.preventDefault();
       restart();
@@ -392,7 +465,7 @@
 
     async function load() {
       const data = await api('/v1/runs/' + encodeURIComponent(id));
-      if (deployments.length === 0 || !deploymentOf(data.run.component_hash)) await loadDeployments();
+      if (deployments.length === 0 || !deploymentOf(data.run.component_hash, data.run.component)) await loadDeployments();
       run = data.run;
       const sig = JSON.stringify(data);
       if (sig === last) return;
@@ -451,6 +524,22 @@
       });
     }
 
+    // A new run of the same deployment with the same input: on the version
+    // this run ran on, or on the active one.
+    function retryRun(onActive) {
+      const version = onActive ? activeOf(run.component) : deploymentOf(run.component_hash, run.component);
+      const text = 'Retry run ' + id + '?\n\n' +
+        'A new run of ' + run.component + (version ? ' v' + version.version : '') + ' starts with the same input, ' +
+        (onActive ? 'on the active version.' : 'on the version this run ran on.') + ' Its steps run on their active ' +
+        'deployments.\n\nThis run stays as it is; its idempotency key is not reused.';
+      if (!confirm(text)) return;
+      act(async () => {
+        const r = await api('/v1/runs/' + encodeURIComponent(id) + '/retry',
+          { method: 'POST', body: onActive ? { active: true } : {} });
+        location.assign(runHref(r.run.id));
+      });
+    }
+
     async function exportRun() {
       act(async () => {
         const doc = await api('/v1/runs/' + encodeURIComponent(id) + '/export');
@@ -459,7 +548,7 @@
     }
 
     function render(r, journal) {
-      const dep = deploymentOf(r.component_hash);
+      const dep = deploymentOf(r.component_hash, r.component);
       const out = [];
       const title = el('h1', {}, el('span', { class: 'muted', text: r.kind + ' ' }),
         el('span', { id: 'run-workflow', text: r.component }), ' ', el('span', { id: 'run-status' }, badge(r.status)));
@@ -475,9 +564,10 @@
       fact('duration', duration(runDuration(r)));
       if (r.idempotency_key) fact('key', r.idempotency_key);
       if (r.origin) {
-        const m = /rerun of (run_[0-9A-Za-z]{26})/.exec(r.origin);
-        fact('origin', m ? el('span', {}, 'rerun of ', el('a', { href: runHref(m[1]), class: 'mono', text: m[1] }),
-          r.origin.slice(m.index + m[0].length)) : r.origin);
+        const m = /(rerun|retry) of (run_[0-9A-Za-z]{26})/.exec(r.origin);
+        fact('origin', m ? el('span', { id: 'run-origin' }, r.origin.slice(0, m.index) + m[1] + ' of ',
+          el('a', { href: runHref(m[2]), class: 'mono', text: m[2] }), r.origin.slice(m.index + m[0].length))
+          : el('span', { id: 'run-origin', text: r.origin }));
       }
       if (r.status === 'queued' && r.queue_reason) fact('queued', r.queue_reason);
       if (r.waiting_on) fact('waiting on', 'event ' + r.waiting_on);
@@ -491,6 +581,15 @@
       const actions = el('div', { class: 'actions' });
       if (!FINAL.includes(r.status)) {
         actions.append(el('button', { id: 'cancel', type: 'button', class: 'danger', onclick: cancel }, 'Cancel run'));
+      }
+      if (r.status === 'failed' || r.status === 'cancelled') {
+        actions.append(el('button', { id: 'retry', type: 'button', onclick: () => retryRun(false),
+          title: 'A new run with the same input, on this run\'s version' }, 'Retry run'));
+        const active = activeOf(r.component);
+        if (active && active.hash !== r.component_hash && active.world === r.kind) {
+          actions.append(el('button', { id: 'retry-active', type: 'button', onclick: () => retryRun(true),
+            title: 'A new run with the same input, on the active version' }, 'Retry on active v' + active.version));
+        }
       }
       actions.append(el('button', { id: 'export', type: 'button', onclick: exportRun }, 'Download export'));
       out.push(actions);
@@ -668,6 +767,372 @@
     }
   }
 
+  // ---------------------------------------------------------------- deployments
+
+  const STATUSES = ['queued', 'running', 'waiting', 'completed', 'failed', 'cancelled'];
+
+  // A deployment's settings as short texts ("fuel 1,000,000", "rate 10 per 60 s per /client").
+  function limitsOf(c) {
+    const out = [];
+    if (!c) return out;
+    const per = (key) => (key ? ' per ' + key : '');
+    if (c.fuel !== null && c.fuel !== undefined) out.push(['fuel', 'fuel ' + thousands(c.fuel)]);
+    if (c.memory_bytes !== null && c.memory_bytes !== undefined) out.push(['memory', 'memory ' + bytes(c.memory_bytes)]);
+    if (c.timeout_ms !== null && c.timeout_ms !== undefined) out.push(['timeout', 'timeout ' + duration(c.timeout_ms * 1000)]);
+    if (c.allow_hosts && c.allow_hosts.length) out.push(['allow-hosts', 'allow ' + c.allow_hosts.join(', ')]);
+    if (c.concurrency) out.push(['concurrency', 'concurrency ' + c.concurrency.limit + per(c.concurrency.key)]);
+    if (c.rate) out.push(['rate', 'rate ' + c.rate.limit + ' per ' + duration(c.rate.period_ms * 1000) + per(c.rate.key)]);
+    if (c.priority) out.push(['priority', 'priority ' + c.priority]);
+    if (c.on_events && c.on_events.length) out.push(['on-events', 'on events ' + c.on_events.join(', ')]);
+    return out;
+  }
+
+  function runsHref(name, status) {
+    const p = new URLSearchParams({ workflow: name });
+    if (status) p.set('status', status);
+    return '/?' + p.toString();
+  }
+
+  function deploymentsPage() {
+    const box = byId('deployments');
+    const queueBox = byId('queue');
+    let last = '';
+
+    wipe = () => {
+      box.replaceChildren();
+      queueBox.replaceChildren();
+      last = '';
+    };
+
+    async function load() {
+      const [d, q] = await Promise.all([api('/v1/deployments?runs=true'), api('/v1/queue')]);
+      const sig = JSON.stringify([d, q]);
+      if (sig === last) return;
+      last = sig;
+      deployments = (d && d.deployments) || [];
+      queueBox.replaceChildren(queueTable((q && q.queue) || []));
+      box.replaceChildren(...byName(deployments).map(([name, versions]) => deploymentBox(name, versions)));
+      byId('empty').hidden = deployments.length > 0;
+    }
+
+    function byName(list) {
+      const groups = new Map();
+      for (const d of list) {
+        if (!groups.has(d.name)) groups.set(d.name, []);
+        groups.get(d.name).push(d);
+      }
+      return [...groups.entries()];
+    }
+
+    function queueTable(queue) {
+      if (queue.length === 0) return el('p', { class: 'muted', id: 'queue-empty', text: 'No runs are queued.' });
+      const body = el('tbody');
+      for (const w of queue) {
+        const held = el('ul', { class: 'held' });
+        for (const h of w.held || []) {
+          held.append(el('li', { data: { runs: String(h.runs) } }, el('strong', { text: h.runs + ' × ' }), h.reason));
+        }
+        if (!held.children.length) held.append(el('li', { class: 'muted', text: 'nothing: waiting for a worker' }));
+        if (w.sampled < w.queued) {
+          held.append(el('li', { class: 'muted small', text: 'reasons of the ' + w.sampled + ' newest queued runs' }));
+        }
+        body.append(el('tr', { data: { workflow: w.workflow, queued: String(w.queued) } },
+          el('td', {}, el('a', { href: runsHref(w.workflow, 'queued'), text: w.workflow })),
+          el('td', { class: 'num queued', text: thousands(w.queued) }),
+          el('td', { class: 'reasons' }, held)));
+      }
+      return el('table', { class: 'runs', id: 'queue-table' },
+        el('thead', {}, el('tr', {}, el('th', { text: 'Workflow' }), el('th', { text: 'Queued' }),
+          el('th', { text: 'Held back by' }))), body);
+    }
+
+    function deploymentBox(name, versions) {
+      const active = versions.find((v) => v.active);
+      const head = el('h3', {}, el('span', { class: 'name', text: name }), ' ',
+        el('span', { class: 'badge world', text: versions[0].world }), ' ',
+        el('span', { class: 'muted small', text: active ? 'active v' + active.version : 'no active version' }),
+        el('a', { class: 'small push', href: runsHref(name), text: 'runs →' }));
+      const body = el('tbody');
+      for (const v of versions) body.append(versionRow(v, versions));
+      const table = el('table', { class: 'runs versions' },
+        el('thead', {}, el('tr', {}, ...['Version', 'Component', 'Created', 'Settings', 'Runs', ''].map((t) => el('th', { text: t })))),
+        body);
+      return el('section', { class: 'deployment panel-box', id: 'd-' + name, data: { name } }, head, table);
+    }
+
+    function versionRow(v, versions) {
+      const twin = versions.find((o) => o !== v && o.hash === v.hash);
+      const limits = limitsOf(v.config);
+      const settings = el('td', { class: 'limits' });
+      if (limits.length === 0) settings.append(el('span', { class: 'muted', text: 'defaults' }));
+      for (const [k, text] of limits) settings.append(el('span', { class: 'chip', data: { k }, text }));
+      const runs = el('td', { class: 'runs-by-status' });
+      const counts = v.runs || {};
+      let total = 0;
+      for (const st of STATUSES) {
+        const n = counts[st] || 0;
+        if (!n) continue;
+        total += n;
+        runs.append(el('a', { class: 'badge s-' + st, href: runsHref(v.name, st), data: { status: st, n: String(n) },
+          text: st + ' ' + thousands(n) }), ' ');
+      }
+      runs.dataset.total = String(total);
+      if (!total) runs.append(el('span', { class: 'muted', text: 'no runs' }));
+      if (twin) runs.append(el('div', { class: 'muted small', text: 'same component as v' + twin.version + ': runs are shared' }));
+      const action = el('td');
+      if (!v.active) {
+        action.append(el('button', { type: 'button', class: 'activate', onclick: () => activate(v) }, 'Activate'));
+      }
+      return el('tr', { class: 'version', data: { version: String(v.version), active: String(!!v.active) } },
+        el('td', {}, el('span', { class: 'mono', text: 'v' + v.version }),
+          v.active ? el('span', { class: 'badge s-completed active-mark', text: 'active' }) : null),
+        el('td', {}, el('span', { class: 'mono hash', title: 'sha256:' + v.hash, text: 'sha256:' + v.hash.slice(0, 12) }),
+          el('div', { class: 'muted small', text: v.world })),
+        el('td', {}, when(v.created_at), el('div', { class: 'muted small', text: relative(v.created_at) })),
+        settings, runs, action);
+    }
+
+    function activate(v) {
+      const text = 'Make v' + v.version + ' the active version of ' + v.name + '?\n\n' +
+        'New runs (and step calls) take it; runs already started stay on the version they started with.';
+      if (!confirm(text)) return;
+      (async () => {
+        try {
+          await api('/v1/deployments/' + encodeURIComponent(v.name) + '/activate', { method: 'POST', body: { version: v.version } });
+          notice(v.name + ' v' + v.version + ' is active.', 'ok');
+          last = '';
+          await refresh();
+        } catch (e) {
+          if (e instanceof Unauthorized) refused(e.message);
+          else notice(e.message, 'error');
+        }
+      })();
+    }
+
+    refresh = () => guarded(load);
+    poll(refresh, 5000)();
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  function schedulesPage() {
+    const body = byId('schedules-body');
+
+    wipe = () => body.replaceChildren();
+
+    async function load() {
+      const data = await api('/v1/schedules');
+      const list = (data && data.schedules) || [];
+      const openState = new Map();
+      for (const d of body.querySelectorAll('details[data-k]')) openState.set(d.dataset.k, d.open);
+      body.replaceChildren(...list.map(row));
+      for (const d of body.querySelectorAll('details[data-k]')) {
+        if (openState.has(d.dataset.k)) d.open = openState.get(d.dataset.k);
+      }
+      byId('empty').hidden = list.length > 0;
+    }
+
+    function row(s) {
+      const zoned = inZone(s.next_fire_at, s.timezone);
+      const next = el('td', { class: 'next', data: { at: String(s.next_fire_at) } },
+        el('div', { text: when(s.next_fire_at), title: 'in this browser\'s time zone' }),
+        el('div', { class: 'relative', text: relative(s.next_fire_at) }),
+        zoned ? el('div', { class: 'muted small zoned', text: zoned }) : null);
+      const lastFired = el('td', { class: 'last' });
+      if (s.last_fired_at) {
+        lastFired.append(el('div', { text: when(s.last_fired_at) }),
+          el('div', { class: 'muted small', text: relative(s.last_fired_at) }));
+      } else {
+        lastFired.append(el('span', { class: 'muted', text: 'never' }));
+      }
+      return el('tr', { data: { name: s.name } },
+        el('td', { class: 'name', text: s.name }),
+        el('td', {}, el('a', { href: runsHref(s.workflow), text: s.workflow })),
+        el('td', { class: 'mono cron', text: s.cron }),
+        el('td', { class: 'tz', text: s.timezone }),
+        next, lastFired,
+        el('td', {}, payload('input', s.input, { key: 'input:' + s.name, file: 'schedule-' + s.name + '.input' })));
+    }
+
+    refresh = () => guarded(load);
+    poll(refresh)();
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  // An SVG element; children are elements or text (made text nodes).
+  function svg(tag, attrs, ...children) {
+    const e = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'data') for (const [dk, dv] of Object.entries(v)) e.setAttribute('data-' + dk, String(dv));
+      else e.setAttribute(k, String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === undefined || c === null || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  // 1, 2 or 5 times a power of ten, at least `n`.
+  function niceMax(n) {
+    if (n <= 0) return 1;
+    const p = Math.pow(10, Math.floor(Math.log10(n)));
+    for (const m of [1, 2, 5, 10]) if (m * p >= n) return m * p;
+    return 10 * p;
+  }
+
+  // A bucket's start as a label: the time of day, with the date when the
+  // window spans days.
+  function tick(us, long) {
+    const t = when(us);
+    return long ? t.slice(5, 16) : t.slice(11, 16);
+  }
+
+  function statsPage() {
+    const range = byId('range');
+    const q = new URLSearchParams(location.search);
+    if (q.get('window') && [...range.options].some((o) => o.value === q.get('window'))) range.value = q.get('window');
+    let last = '';
+
+    wipe = () => {
+      for (const id of ['summary', 'chart-throughput', 'chart-latency', 'chart-retries']) byId(id).replaceChildren();
+      last = '';
+    };
+
+    async function load() {
+      // "fit": the last 24 hours, narrowed by the API to where the data is.
+      const fit = range.value === 'fit';
+      const span = fit ? 86400 : (parseInt(range.value, 10) || 3600);
+      const until = nowUs();
+      const p = new URLSearchParams({ since: String(until - span * 1e6), until: String(until) });
+      if (fit) p.set('fit', 'true');
+      const data = await api('/v1/stats?' + p.toString());
+      const sig = JSON.stringify([data.buckets, data.steps, data.causes, data.runs, data.truncated]);
+      if (sig === last) return;
+      last = sig;
+      byId('summary').replaceChildren(summary(data));
+      byId('chart-throughput').replaceChildren(throughput(data));
+      byId('chart-latency').replaceChildren(latency(data.steps || []));
+      byId('chart-retries').replaceChildren(retries(data.causes || []));
+    }
+
+    function summary(d) {
+      const retried = (d.causes || []).reduce((n, c) => n + c.retried, 0);
+      const runs = STATUSES.filter((s) => d.runs && d.runs[s]).map((s) => s + ' ' + thousands(d.runs[s])).join(', ');
+      return el('span', {}, thousands(d.attempts) + ' step attempts in the window, ' + thousands(d.failed) + ' failed, ' +
+        thousands(retried) + ' retried (buckets of ' + duration(d.bucket_us) + '). Runs: ' + (runs || 'none') + '.',
+        d.truncated ? el('strong', { class: 'err', text: ' Only the first attempts were counted: choose a shorter window.' }) : null);
+    }
+
+    function empty(text) {
+      return el('p', { class: 'muted', text });
+    }
+
+    function throughput(d) {
+      const buckets = d.buckets || [];
+      if (!d.attempts) return empty('No step attempt finished in this window.');
+      const W = 960, H = 240, L = 48, R = 12, T = 12, B = 30;
+      const pw = W - L - R, ph = H - T - B;
+      const max = niceMax(Math.max(...buckets.map((b) => b.ok + b.failed), 1));
+      const bw = pw / buckets.length;
+      const y = (n) => T + ph - (n / max) * ph;
+      const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, class: 'chart-svg', role: 'img',
+        'aria-label': 'Step attempts per ' + duration(d.bucket_us) });
+      for (const f of [0, 0.5, 1]) {
+        chart.append(svg('line', { class: 'grid', x1: L, x2: W - R, y1: y(max * f), y2: y(max * f) }),
+          svg('text', { class: 'axis', x: L - 6, y: y(max * f) + 4, 'text-anchor': 'end' }, thousands(max * f)));
+      }
+      const long = (d.until - d.since) > 86400e6;
+      buckets.forEach((b, i) => {
+        const x = L + i * bw;
+        const w = Math.max(bw - 1, 1);
+        const g = svg('g', { class: 'bucket', data: { start: b.start, ok: b.ok, failed: b.failed } },
+          svg('title', {}, tick(b.start, true) + ': ' + b.ok + ' ok, ' + b.failed + ' failed'));
+        if (b.ok) g.append(svg('rect', { class: 'bar-ok', x, width: w, y: y(b.ok), height: y(0) - y(b.ok) }));
+        if (b.failed) {
+          g.append(svg('rect', { class: 'bar-failed', x, width: w, y: y(b.ok + b.failed), height: y(b.ok) - y(b.ok + b.failed) }));
+        }
+        chart.append(g);
+      });
+      const labels = [0, Math.floor(buckets.length / 2), buckets.length - 1].filter((v, i, a) => a.indexOf(v) === i);
+      for (const i of labels) {
+        const anchor = i === 0 ? 'start' : (i === buckets.length - 1 ? 'end' : 'middle');
+        const x = L + i * bw + (anchor === 'end' ? bw : (anchor === 'middle' ? bw / 2 : 0));
+        chart.append(svg('text', { class: 'axis', x, y: H - 10, 'text-anchor': anchor }, tick(buckets[i].start, long)));
+      }
+      const legend = el('p', { class: 'legend small' }, el('span', { class: 'key ok' }), ' ok ',
+        el('span', { class: 'key failed' }), ' failed, per ' + duration(d.bucket_us));
+      return el('div', {}, chart, legend);
+    }
+
+    function latency(steps) {
+      if (steps.length === 0) return empty('No step attempt finished in this window.');
+      const rows = [...steps].sort((a, b) => b.p99_us - a.p99_us || a.name.localeCompare(b.name)).slice(0, 40);
+      const W = 960, LABEL = 200, VALUES = 300, ROW = 26, T = 6;
+      const pw = W - LABEL - VALUES - 10;
+      const max = Math.max(...rows.map((s) => s.p99_us), 1);
+      const x = (us) => LABEL + (us / max) * pw;
+      const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + (T * 2 + rows.length * ROW), class: 'chart-svg', role: 'img',
+        'aria-label': 'Latency percentiles by step call' });
+      rows.forEach((s, i) => {
+        const top = T + i * ROW;
+        const label = s.name.length > 28 ? s.name.slice(0, 27) + '…' : s.name;
+        chart.append(svg('g', { class: 'step', data: { name: s.name, p50: s.p50_us, p95: s.p95_us, p99: s.p99_us } },
+          svg('title', {}, s.name + ': ' + s.attempts + ' attempts, ' + s.failed + ' failed; p50 ' + duration(s.p50_us) +
+            ', p95 ' + duration(s.p95_us) + ', p99 ' + duration(s.p99_us) + ', max ' + duration(s.max_us)),
+          svg('text', { class: 'label', x: LABEL - 8, y: top + 16, 'text-anchor': 'end' }, label),
+          svg('rect', { class: 'p99', x: LABEL, y: top + 4, height: 16, width: Math.max(x(s.p99_us) - LABEL, 1) }),
+          svg('rect', { class: 'p95', x: LABEL, y: top + 4, height: 16, width: Math.max(x(s.p95_us) - LABEL, 1) }),
+          svg('rect', { class: 'p50', x: LABEL, y: top + 4, height: 16, width: Math.max(x(s.p50_us) - LABEL, 1) }),
+          svg('text', { class: 'value', x: W - VALUES, y: top + 16 },
+            duration(s.p50_us) + ' · ' + duration(s.p95_us) + ' · ' + duration(s.p99_us) + '  (' + thousands(s.attempts) + ')')));
+      });
+      const legend = el('p', { class: 'legend small' }, el('span', { class: 'key p50' }), ' p50 ', el('span', { class: 'key p95' }),
+        ' p95 ', el('span', { class: 'key p99' }), ' p99; values are p50 · p95 · p99 (attempts)' +
+        (steps.length > rows.length ? '; the ' + rows.length + ' slowest of ' + steps.length + ' step calls' : ''));
+      return el('div', {}, chart, legend);
+    }
+
+    function retries(causes) {
+      if (causes.length === 0) return empty('No step attempt failed in this window.');
+      const W = 960, LABEL = 240, VALUES = 220, ROW = 26, T = 6;
+      const pw = W - LABEL - VALUES - 10;
+      const max = Math.max(...causes.map((c) => c.failures), 1);
+      const chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + (T * 2 + causes.length * ROW), class: 'chart-svg', role: 'img',
+        'aria-label': 'Failed attempts and retries by cause' });
+      causes.forEach((c, i) => {
+        const top = T + i * ROW;
+        const name = c.kind + (c.http_status ? ' · HTTP ' + c.http_status : '');
+        chart.append(svg('g', { class: 'cause', data: { kind: c.kind, http: c.http_status || '', retried: c.retried, failures: c.failures } },
+          svg('title', {}, name + ': ' + c.failures + ' failed attempts, ' + c.retried + ' of them retried'),
+          svg('text', { class: 'label', x: LABEL - 8, y: top + 16, 'text-anchor': 'end' }, name),
+          svg('rect', { class: 'failures', x: LABEL, y: top + 4, height: 16, width: Math.max((c.failures / max) * pw, 1) }),
+          c.retried ? svg('rect', { class: 'retried', x: LABEL, y: top + 4, height: 16, width: (c.retried / max) * pw }) : null,
+          svg('text', { class: 'value', x: W - VALUES, y: top + 16 },
+            thousands(c.retried) + ' retried of ' + thousands(c.failures) + ' failed')));
+      });
+      const legend = el('p', { class: 'legend small' }, el('span', { class: 'key retried' }), ' retried ',
+        el('span', { class: 'key failures' }), ' failed attempts (the cause is the error kind and the HTTP status its message names)');
+      return el('div', {}, chart, legend);
+    }
+
+    refresh = () => guarded(load);
+    const tickNow = poll(refresh, 10000);
+    range.addEventListener('change', () => {
+      const p = new URLSearchParams(location.search);
+      p.set('window', range.value);
+      history.replaceState(null, '', '/stats?' + p.toString());
+      last = '';
+      refresh();
+    });
+    byId('range-form').addEventListener('submit', (ev) => ev.preventDefault());
+    tickNow();
+  }
+
   // ---------------------------------------------------------------- start
 
   document.addEventListener('DOMContentLoaded', () => {
@@ -675,5 +1140,8 @@
     const page = document.body.dataset.page;
     if (page === 'runs') runsPage();
     else if (page === 'run') runPage();
+    else if (page === 'deployments') deploymentsPage();
+    else if (page === 'schedules') schedulesPage();
+    else if (page === 'stats') statsPage();
   });
 })();

@@ -5,6 +5,7 @@ use rand::RngCore;
 use crate::domain::{EntryKind, EntryStatus, Micros};
 use crate::engine::bindings::context::{Host, LogLevel};
 use crate::engine::bindings::types::AttemptInfo;
+use crate::engine::blobs::{self, MAX_BLOB};
 use crate::engine::recorder::{Begun, Call};
 use crate::engine::secrets::Secrets;
 use crate::engine::state::Context;
@@ -109,6 +110,70 @@ impl Host for Context {
             self.recorder.add_secret(v);
         }
         Ok(value)
+    }
+
+    async fn put_blob(&mut self, bytes: Vec<u8>) -> wasmtime::Result<String> {
+        if bytes.len() > MAX_BLOB {
+            wasmtime::bail!("put-blob was given {} bytes; a blob holds at most {} MiB", bytes.len(), MAX_BLOB >> 20);
+        }
+        let hash = blobs::hash(&bytes);
+        let reference = format!("sha256:{hash}");
+        let request = serde_json::json!({ "sha256": hash, "bytes": bytes.len() }).to_string();
+        let call = Call { kind: EntryKind::PutBlob, name: "put-blob".into(), request };
+        match self.recorder.begin(call.clone()) {
+            Begun::Live { key, started_at } => {
+                // Stored before the entry that mentions it is committed: a
+                // crash in between leaves an unreferenced blob, never a
+                // reference without its bytes.
+                self.blobs.put(&hash, &bytes).await.map_err(wasmtime::Error::msg)?;
+                let response = serde_json::Value::String(reference.clone()).to_string();
+                self.recorder.finish(key, call, started_at, Some(response), EntryStatus::Ok, None);
+                Ok(reference)
+            }
+            // Same bytes as recorded (the request carries their hash).
+            Begun::Recorded(_) => Ok(reference),
+            Begun::Diverged(d) => Err(nondeterministic(&d)),
+        }
+    }
+
+    async fn get_blob(&mut self, reference: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let Some(hash) = blobs::parse_reference(&reference) else {
+            wasmtime::bail!("get-blob: `{reference}` is not a blob reference (sha256:<64 lower-case hex digits>)");
+        };
+        let hash = hash.to_owned();
+        let call = Call {
+            kind: EntryKind::GetBlob,
+            name: "get-blob".into(),
+            request: serde_json::Value::String(reference.clone()).to_string(),
+        };
+        match self.recorder.begin(call.clone()) {
+            Begun::Live { key, started_at } => {
+                let bytes = self.blobs.get(&hash).await.map_err(wasmtime::Error::msg)?;
+                let response = match &bytes {
+                    Some(b) => serde_json::json!({ "sha256": hash, "bytes": b.len() }),
+                    None => serde_json::Value::Null,
+                };
+                self.recorder.finish(key, call, started_at, Some(response.to_string()), EntryStatus::Ok, None);
+                Ok(bytes)
+            }
+            // Blobs never change, so the bytes read now are the bytes read
+            // then; the recording says whether there were any.
+            Begun::Recorded(entry) => {
+                let recorded: serde_json::Value =
+                    entry.response.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+                if recorded.is_null() {
+                    return Ok(None);
+                }
+                match self.blobs.get(&hash).await.map_err(wasmtime::Error::msg)? {
+                    Some(bytes) => Ok(Some(bytes)),
+                    None => wasmtime::bail!(
+                        "the recording read blob {reference}, which this replay cannot find \
+                         (export the run again to carry its blobs)"
+                    ),
+                }
+            }
+            Begun::Diverged(d) => Err(nondeterministic(&d)),
+        }
     }
 
     async fn run_info(&mut self) -> wasmtime::Result<AttemptInfo> {

@@ -33,6 +33,7 @@
 
 mod ops;
 mod rows;
+mod stats;
 mod writer;
 
 use std::str::FromStr;
@@ -238,6 +239,30 @@ impl Store for PgStore {
                 .await
                 .map_err(db_err)?;
         row.map(Component::try_from).transpose()
+    }
+
+    async fn put_blob(&self, hash: &str, bytes: &[u8], now: Micros) -> Result<bool> {
+        let op = Op::PutBlob { hash: hash.to_owned(), bytes: bytes.to_vec(), now };
+        match self.write(op).await? {
+            Done::Inserted(new) => Ok(new),
+            _ => Err(unexpected("put_blob")),
+        }
+    }
+
+    async fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT bytes FROM blobs WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn take_rate(&self, key: &str, limit: u32, period: Duration, now: Micros) -> Result<Option<Micros>> {
+        let period_us = i64::try_from(period.as_micros()).unwrap_or(i64::MAX).max(1);
+        match self.write(Op::TakeRate { key: key.to_owned(), limit, period_us, now }).await? {
+            Done::Rate(at) => Ok(at),
+            _ => Err(unexpected("take_rate")),
+        }
     }
 
     async fn create_run(&self, run: NewRun) -> Result<Created> {
@@ -517,6 +542,26 @@ impl Store for PgStore {
             }
         }
         Ok(reasons)
+    }
+
+    async fn version_run_counts(&self) -> Result<Vec<super::stats::VersionRuns>> {
+        self.stats_version_run_counts().await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(String, u64)>> {
+        self.stats_queue_depths().await
+    }
+
+    async fn run_steps(&self, ids: &[RunId]) -> Result<Vec<super::stats::RunSteps>> {
+        self.stats_run_steps(ids).await
+    }
+
+    async fn runs_with_key(&self, key: &str, filter: &RunFilter) -> Result<Vec<Run>> {
+        self.stats_runs_with_key(key, filter).await
+    }
+
+    async fn step_stats(&self, window: &super::stats::StatsWindow) -> Result<super::stats::StepStats> {
+        self.stats_step_stats(window).await
     }
 }
 

@@ -103,6 +103,62 @@ pub(super) async fn put_component(conn: &mut PgConnection, c: &Component) -> Res
     Ok(done.rows_affected() == 1)
 }
 
+/// Takes one start from the sliding-window rate limit `key`; see
+/// [`crate::store::Store::take_rate`].
+pub(super) async fn take_rate(
+    conn: &mut PgConnection,
+    key: &str,
+    limit: u32,
+    period_us: i64,
+    now: Micros,
+) -> Result<Option<Micros>> {
+    // Serialises the takes of one key across hosts until the batch commits.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let since = now.0.saturating_sub(period_us);
+    sqlx::query("DELETE FROM rate_takes WHERE key = $1 AND at <= $2")
+        .bind(key)
+        .bind(since)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MIN(at) FROM rate_takes WHERE key = $1")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if count < i64::from(limit) {
+        sqlx::query("INSERT INTO rate_takes (key, at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        return Ok(None);
+    }
+    // Full: room again once the oldest start leaves the window.
+    Ok(Some(Micros(oldest.unwrap_or(now.0).saturating_add(period_us).max(now.0 + 1))))
+}
+
+/// Stores a blob once by hash; true when new.
+pub(super) async fn put_blob(conn: &mut PgConnection, hash: &str, bytes: &[u8], now: Micros) -> Result<bool> {
+    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "INSERT INTO blobs (hash, bytes, size, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(bytes)
+    .bind(size)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 async fn run_by_key(conn: &mut PgConnection, component: &str, key: &str) -> Result<Option<Run>> {
     let row: Option<RunRow> =
         sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE component = $1 AND idempotency_key = $2"))

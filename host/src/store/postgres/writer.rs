@@ -53,6 +53,8 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// One write.
 pub(super) enum Op {
     PutComponent(Component),
+    PutBlob { hash: String, bytes: Vec<u8>, now: Micros },
+    TakeRate { key: String, limit: u32, period_us: i64, now: Micros },
     CreateRun(NewRun),
     Claim { id: RunId, owner: String, ttl: Duration, now: Micros },
     Heartbeat { lease: Lease, ttl: Duration, now: Micros },
@@ -72,6 +74,7 @@ pub(super) enum Op {
 /// What a write answers.
 pub(super) enum Done {
     Inserted(bool),
+    Rate(Option<Micros>),
     Created(Box<Created>),
     Lease(Lease),
     Written,
@@ -297,6 +300,10 @@ async fn commit_batch(
 async fn apply(conn: &mut PgConnection, op: Op) -> Result<Done> {
     Ok(match op {
         Op::PutComponent(c) => Done::Inserted(ops::put_component(conn, &c).await?),
+        Op::PutBlob { hash, bytes, now } => Done::Inserted(ops::put_blob(conn, &hash, &bytes, now).await?),
+        Op::TakeRate { key, limit, period_us, now } => {
+            Done::Rate(ops::take_rate(conn, &key, limit, period_us, now).await?)
+        }
         Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run).await?)),
         Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now).await?),
         Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now).await?),

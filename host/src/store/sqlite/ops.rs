@@ -46,6 +46,57 @@ pub(super) async fn put_component(conn: &mut SqliteConnection, c: &Component) ->
     Ok(done.rows_affected() == 1)
 }
 
+/// Takes one start from the sliding-window rate limit `key`; see
+/// [`crate::store::Store::take_rate`].
+pub(super) async fn take_rate(
+    conn: &mut SqliteConnection,
+    key: &str,
+    limit: u32,
+    period_us: i64,
+    now: Micros,
+) -> Result<Option<Micros>> {
+    // The one writer connection serialises every take.
+    let since = now.0.saturating_sub(period_us);
+    sqlx::query("DELETE FROM rate_takes WHERE key = ? AND at <= ?")
+        .bind(key)
+        .bind(since)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MIN(at) FROM rate_takes WHERE key = ?")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if count < i64::from(limit) {
+        sqlx::query("INSERT INTO rate_takes (key, at) VALUES (?, ?)")
+            .bind(key)
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+        return Ok(None);
+    }
+    // Full: room again once the oldest start leaves the window.
+    Ok(Some(Micros(oldest.unwrap_or(now.0).saturating_add(period_us).max(now.0 + 1))))
+}
+
+/// Stores a blob once by hash; true when new.
+pub(super) async fn put_blob(conn: &mut SqliteConnection, hash: &str, bytes: &[u8], now: Micros) -> Result<bool> {
+    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "INSERT INTO blobs (hash, bytes, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(hash)
+    .bind(bytes)
+    .bind(size)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Creates a queued run, or returns the run that already has its
 /// idempotency key.
 pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<Created> {
