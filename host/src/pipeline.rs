@@ -41,7 +41,7 @@ pub const TIMEZONE: &str = "Europe/Amsterdam";
 
 /// Meta pulls started per second, across all clients: the upstream
 /// rate-limits the agency's app as a whole.
-pub const META_PULLS_PER_SECOND: u32 = 20;
+pub const META_PULLS_PER_SECOND: u32 = 40;
 
 /// How each component is deployed for an upstream at `upstream` (its base
 /// URL): what it may reach, its limits, and the flow control of the

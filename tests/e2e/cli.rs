@@ -105,6 +105,8 @@ fn demo_runs_a_week_of_the_reference_pipeline_and_sums_it_up() {
         .arg(dir.path())
         .arg("--target-dir")
         .arg(target)
+        .arg("--cache-dir")
+        .arg(crate::support::root().join("target").join("e2e-cache"))
         .current_dir(crate::support::root())
         .env_remove("FERRY_DB")
         .output()

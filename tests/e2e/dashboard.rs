@@ -1,7 +1,8 @@
 //! The dashboard in real headless Chromium, driven over WebDriver
 //! (chromedriver's HTTP API, spoken with reqwest): the runs list, a failed
 //! run's detail, rerun from a step, escaping, the token, cross-site checks;
-//! the deployments, schedules and stats pages, key search and retry.
+//! the deployments, schedules and stats pages, key search and retry; a
+//! failed run of the reference pipeline read, rerun and replayed.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs
 //! them). Without them the tests print a note and pass, except under CI
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, Sandbox, TestServer, guest, root, wait_for};
+use crate::support::{Daemon, Sandbox, TestServer, Upstream, guest, root, wait_for};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const WAIT: Duration = Duration::from_secs(60);
@@ -460,6 +461,10 @@ fn with_a_token_the_dashboard_shows_nothing_until_it_is_given() {
     assert_eq!(status, 401, "actions need the token");
     let (status, _) = d.request("POST", &format!("/v1/runs/{id}/retry"), None, None);
     assert_eq!(status, 401, "retry needs the token");
+    let (status, _) = d.request("POST", &format!("/v1/runs/{id}/replay"), None, None);
+    assert_eq!(status, 401, "replay needs the token");
+    let (status, report) = d.request("POST", &format!("/v1/runs/{id}/replay"), None, Some(TOKEN));
+    assert_eq!((status, &report["verdict"]), (200, &json!("identical")), "{report}");
 
     // In the browser: the login form, and no run data anywhere on the page.
     b.goto(&format!("{}/runs/{id}", d.url));
@@ -706,4 +711,160 @@ fn the_stats_page_charts_steps_and_a_failed_run_is_found_by_key_and_retried() {
     );
     assert_eq!(new["status"], "completed");
     assert_eq!(old["status"], "failed", "the original stays as it was");
+}
+
+/// Deploys the reference pipeline (docs/PIPELINE.md) to `d` for the
+/// upstream at `upstream`, as `ferry demo` does, without its cron schedule.
+fn deploy_pipeline(d: &Daemon, upstream: &str) {
+    let components: std::collections::HashMap<String, PathBuf> = ferry::pipeline::STEPS
+        .iter()
+        .chain(ferry::pipeline::WORKFLOWS.iter())
+        .map(|name| ((*name).to_owned(), guest(name)))
+        .collect();
+    let client = ferry::cli::client::Client::new(&d.url, None).unwrap_or_else(|e| panic!("a client: {e:#}"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(ferry::pipeline::deploy(&client, &components, upstream))
+        .unwrap_or_else(|e| panic!("deploying the pipeline: {e:#}"));
+    let (status, body) = d.request("DELETE", "/v1/schedules/weekly-batch", None, None);
+    assert_eq!(status, 200, "deleting the batch's schedule: {body}");
+}
+
+/// The requests the upstream answered so far.
+fn upstream_requests(upstream: &Upstream) -> u64 {
+    upstream.get("/_upstream/stats")["requests"].as_u64().unwrap_or_default()
+}
+
+#[test]
+fn a_failed_pipeline_run_is_read_rerun_from_its_step_and_replayed() {
+    let Some(b) = Browser::start() else { return };
+    // Five clients: c07 is unknown, so `refresh-tokens` fails fatally.
+    let first = Upstream::start(&["--clients", "5", "--faults", "none"]);
+    let upstream = first.url.clone();
+    let port = upstream.rsplit(':').next().unwrap_or_default().trim_end_matches('/').to_owned();
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    deploy_pipeline(&d, &upstream);
+    let input = json!({
+        "client": "c07", "name": "Aurora Bakery", "email": "reports+c07@example.test",
+        "week": "2026-W49", "base_url": upstream,
+    });
+    let failed = d.start_run("weekly-report", input);
+    let run = d.wait(&failed);
+    assert_eq!(run["status"], "failed", "c07 is not a client of this upstream: {run}");
+
+    // The runs list, filtered to failed runs, leads to the run.
+    b.goto(&format!("{}/", d.url));
+    b.wait_text("#runs-body", &failed);
+    b.click("#status-filter option[value=failed]");
+    wait_for("the failed filter in the address", WAIT, || b.url().contains("status=failed"));
+    let listed = b.wait_text(&format!("#runs-body tr[data-run={failed}]"), "failed");
+    assert!(listed.contains("weekly-report"), "{listed}");
+    b.click(&format!("#runs-body a[href=\"/runs/{failed}\"]"));
+    b.wait_text("#run-status", "failed");
+
+    // The failed step: its input (the unknown client) and its error.
+    let step = "#entries .entry[data-name=refresh-tokens][data-status=error]";
+    let input = b.text(&format!("{step} details.input pre"));
+    assert!(input.contains("\"c07\"") && input.contains(&upstream), "the input that broke it: {input}");
+    let error = b.text(&format!("{step} .error"));
+    assert!(error.contains("c07") && error.contains("400"), "the error names the client and the 400: {error}");
+    let run_error = b.text("#run-error");
+    assert!(run_error.contains("fatal"), "{run_error}");
+    assert!(b.find_now("#entries section.call[data-name=pull-meta]").is_none(), "nothing ran after the failure");
+
+    // The upstream learns about c07: ten clients, on the same address.
+    drop(first);
+    let second = Upstream::start(&["--clients", "10", "--faults", "none", "--port", &port]);
+    assert_eq!(second.url, upstream, "the upstream came back on the same port");
+
+    // Rerun from refresh-tokens, after the confirmation.
+    b.click("#entries section.call[data-name=refresh-tokens] button.rerun");
+    let question = b.wait_alert();
+    assert!(question.contains("\"refresh-tokens\""), "{question}");
+    assert!(question.contains("Run again: refresh-tokens"), "{question}");
+    b.cmd("POST", "/alert/accept", json!({}));
+    wait_for("the page to move to the rerun", WAIT, || !b.url().ends_with(&failed));
+    let rerun = b.url().rsplit('/').next().unwrap_or_default().to_owned();
+    assert!(rerun.starts_with("run_") && rerun != failed, "{}", b.url());
+    let done = d.wait(&rerun);
+    assert_eq!(done["status"], "completed", "the rerun completes against the fixed upstream: {done}");
+    b.wait_text("#run-status", "completed");
+    assert_eq!(b.text("#run-id"), rerun);
+    assert!(b.text("#run-origin").contains(&format!("rerun of {failed}")));
+    b.wait_text("#run-output", "message_id");
+    assert!(b.find_now("#entries section.call[data-name=send-email]").is_some(), "the whole pipeline ran");
+
+    // Replay it on the daemon: "Replaying…", then identical; nothing is
+    // sent to the upstream and nothing is written to the store.
+    let requests = upstream_requests(&second);
+    let journal = d.get(&format!("/v1/runs/{rerun}"))["journal"].as_array().map(Vec::len).unwrap_or_default();
+    let runs = d.get("/v1/runs?limit=1000")["runs"].as_array().map(Vec::len).unwrap_or_default();
+    b.eval(
+        "window.sawReplaying = false; \
+         new MutationObserver(() => { \
+           const r = document.querySelector('#replay-result[data-verdict=running]'); \
+           if (r && r.textContent.includes('Replaying…')) window.sawReplaying = true; \
+         }).observe(document.body, { subtree: true, childList: true, attributes: true }); \
+         return true",
+    );
+    b.click("#replay-run");
+    let verdict = b.wait_text("#replay-result[data-verdict=identical]", "Identical");
+    assert!(verdict.contains(&format!("of {journal} recorded")), "every recorded entry counted: {verdict}");
+    assert_eq!(b.eval("return window.sawReplaying"), json!(true), "the page said it was replaying");
+    assert_eq!(b.eval("return document.querySelector('#replay-run').disabled"), json!(false));
+    assert_eq!(upstream_requests(&second), requests, "the replay sent nothing to the upstream");
+    let after = d.get(&format!("/v1/runs/{rerun}"));
+    assert_eq!(after["journal"].as_array().map(Vec::len).unwrap_or_default(), journal, "no entry was written");
+    assert_eq!(after["run"]["status"], "completed");
+    assert_eq!(d.get("/v1/runs?limit=1000")["runs"].as_array().map(Vec::len).unwrap_or_default(), runs);
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 2400}));
+    b.screenshot("pipeline-run.png");
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 1100}));
+
+    // The API says the same; the failed original replays identically too,
+    // as far as it went.
+    let (status, report) = d.request("POST", &format!("/v1/runs/{rerun}/replay"), None, None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!((&report["verdict"], &report["identical"]), (&json!("identical"), &json!(true)), "{report}");
+    assert_eq!(report["journal_entries"], journal);
+    let (status, report) = d.request("POST", &format!("/v1/runs/{failed}/replay"), None, None);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["verdict"], "identical", "{report}");
+    for (path, want) in [("/v1/runs/run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K/replay", 404), ("/v1/runs/nope/replay", 400)] {
+        let (status, body) = d.request("POST", path, None, None);
+        assert_eq!(status, want, "{path}: {body}");
+    }
+
+    // A journal changed behind the daemon's back (send-email's recorded
+    // result, with markup in it) diverges there: both sides, as text.
+    const FORGED: &str = r#"{"message_id":"<img src=x onerror=alert(9)>","duplicate":false}"#;
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", sb.db().display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let changed = sqlx::query(
+            "UPDATE journal SET response = ? WHERE run_id = ? AND kind = 'step' AND name = 'send-email' AND child = 0",
+        )
+        .bind(FORGED)
+        .bind(&rerun)
+        .execute(&mut db)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(changed.rows_affected(), 1);
+    });
+    b.goto(&format!("{}/runs/{rerun}", d.url));
+    b.wait_text("#run-status", "completed");
+    b.click("#replay-run");
+    let diverged = b.wait_text("#replay-result[data-verdict=diverged]", "Diverged");
+    assert!(diverged.contains("#11.1") && diverged.contains("result differs"), "{diverged}");
+    let recorded = b.text("#replay-result .side-recorded details.response pre");
+    assert!(recorded.contains("<img src=x onerror=alert(9)>"), "the forged record, as text: {recorded}");
+    let replayed = b.text("#replay-result .side-replayed details.response pre");
+    assert!(replayed.contains("msg_") && !replayed.contains("<img"), "what send-email returns now: {replayed}");
+    assert!(b.text("#replay-result .side-replayed h4").contains("send-email"));
+    assert_eq!(b.alert(), None, "no dialog opened");
+    assert_eq!(b.eval("return document.querySelectorAll('main img').length"), json!(0), "no image element was made");
+    b.cmd("POST", "/window/rect", json!({"width": 1400, "height": 1600}));
+    b.screenshot("pipeline-run-diverged.png");
 }

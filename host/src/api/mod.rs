@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/runs/{id}/rerun", post(runs::rerun))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/export", get(runs::export))
+        .route("/v1/runs/{id}/replay", post(runs::replay))
         .route("/v1/blobs/{hash}", get(runs::blob))
         .route("/v1/queue", get(stats::queue))
         .route("/v1/stats", get(stats::stats))

@@ -1,5 +1,5 @@
 //! `/v1/runs`: create, list (by filter or idempotency key), show, cancel,
-//! wait, rerun from a step, retry, export.
+//! wait, rerun from a step, retry, export, replay.
 
 use std::time::Duration;
 
@@ -302,6 +302,100 @@ pub async fn export(
     Ok(Json(crate::replay::Export::new(&rec, &worlds, q.with_components)))
 }
 
+/// Most replays (`POST /v1/runs/{id}/replay`) running at once; more are
+/// refused with `503` rather than queued.
+pub const REPLAY_SLOTS: usize = 2;
+/// How long a replay may take before it is stopped.
+pub const REPLAY_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// The replay slots of this process (one daemon, one API).
+static REPLAYS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(REPLAY_SLOTS);
+
+/// `POST /v1/runs/{id}/replay`: re-executes the run's recording on this
+/// daemon's engine with the offline [`crate::replay::Replayer`], as `ferry
+/// replay` does: every host call is answered from the journal, nothing is
+/// sent over the network and nothing is written to the store (the replayer
+/// has no handle to either). A run not final yet is replayed as far as it
+/// is recorded (the verdict is `ended-early`). Any request body is ignored.
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    // Cheap checks first: an unknown run is a 404 even when the slots are taken.
+    get_run(&state, &id).await?;
+    let Ok(_slot) = REPLAYS.try_acquire() else {
+        let mut resp = ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "{REPLAY_SLOTS} replays are running on this daemon already: try again when one has finished, \
+                 or replay locally with `ferry replay {id}`"
+            ),
+        }
+        .into_response();
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+        return Ok(resp);
+    };
+    let (rec, _) = crate::replay::load_recording(state.store.as_ref(), &id).await?;
+    let replayer = crate::replay::Replayer::new(
+        state.engine.clone(),
+        // The secrets `ferry serve` gives its workers (FERRY_SECRET_*): a
+        // step that read one gets it again only when its hash matches the
+        // journal's.
+        crate::engine::Secrets::from_env(),
+        std::collections::HashMap::new(),
+    );
+    let started = std::time::Instant::now();
+    let report = match tokio::time::timeout(REPLAY_TIME_LIMIT, replayer.replay(&rec)).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return Err(ApiError::unprocessable(format!("run {id} cannot be replayed: {e}"))),
+        Err(_) => {
+            return Err(ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!(
+                    "the replay of run {id} did not finish within {} s and was stopped; \
+                     replay it with `ferry replay {id}`, which has no time limit",
+                    REPLAY_TIME_LIMIT.as_secs()
+                ),
+            });
+        }
+    };
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    Ok(Json(replay_answer(&rec.run, rec.journal.len(), &report, duration_us)).into_response())
+}
+
+/// The answer of `POST /v1/runs/{id}/replay`: `ferry replay --json`'s
+/// document (`run_id`, `identical`, `report`) with the verdict, the counts
+/// and the time it took.
+fn replay_answer(run: &Run, journal_entries: usize, report: &crate::replay::Report, duration_us: u64) -> Value {
+    use crate::replay::Verdict;
+    // A run still going ends early even when the replayer has no more to
+    // say (a step run between attempts).
+    let ended_early = report.ended_early.clone().or_else(|| {
+        (!run.status.is_final()).then(|| {
+            format!("the run was recorded while {}: everything up to the end of its journal matched", run.status)
+        })
+    });
+    let verdict = if report.divergence.is_some() {
+        "diverged"
+    } else if ended_early.is_some() {
+        "ended-early"
+    } else {
+        "identical"
+    };
+    let matched = report.lines.iter().filter(|l| l.verdict == Verdict::Matched).count();
+    json!({
+        "run_id": run.id,
+        "status": run.status,
+        "verdict": verdict,
+        "identical": report.identical(),
+        "entries_checked": report.lines.len(),
+        "entries_matched": matched,
+        "journal_entries": journal_entries,
+        "duration_us": duration_us,
+        "divergence": report.divergence,
+        "ended_early": ended_early,
+        "report": report,
+    })
+}
+
 /// `GET /v1/blobs/{hash}`: the bytes a step stored with `put-blob`
 /// (`hash` with or without the `sha256:` prefix), as a download.
 pub async fn blob(State(state): State<AppState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
@@ -456,5 +550,101 @@ mod tests {
         assert_eq!(none["runs"], json!([]), "keys match exactly");
         let err = list(State(state.clone()), ApiQuery(q(Some("")))).await.expect_err("an empty key");
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
+
+    async fn replay_of(state: &AppState, id: &str) -> (StatusCode, Value) {
+        match replay(State(state.clone()), Path(id.to_owned())).await {
+            Ok(resp) => body(resp).await,
+            Err(e) => body(e.into_response()).await,
+        }
+    }
+
+    #[tokio::test]
+    async fn replay_refuses_bad_ids_and_unknown_runs() {
+        let (state, _dir, _, _) = state().await;
+        for (id, want, says) in [
+            ("run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K", StatusCode::NOT_FOUND, "no run run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K"),
+            ("../etc/passwd", StatusCode::BAD_REQUEST, "not a run id"),
+            ("run_", StatusCode::BAD_REQUEST, "not a run id"),
+            ("<script>", StatusCode::BAD_REQUEST, "not a run id"),
+        ] {
+            let (status, resp) = replay_of(&state, id).await;
+            assert_eq!(status, want, "{id}: {resp}");
+            assert!(resp["error"]["message"].as_str().unwrap_or_default().contains(says), "{id}: {resp}");
+        }
+    }
+
+    /// The only test that takes replay slots: the slots are per process.
+    #[tokio::test]
+    async fn replays_are_limited_and_a_recording_that_cannot_run_is_unprocessable() {
+        let (state, _dir, id, _) = state().await;
+        let held = REPLAYS.acquire_many(REPLAY_SLOTS as u32).await.expect("the slots");
+        let (status, resp) = replay_of(&state, &id.to_string()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{resp}");
+        assert_eq!(resp["error"]["code"], "unavailable");
+        assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("2 replays are running"), "{resp}");
+        let (status, _) = replay_of(&state, "run_01JEXAMPQ7Q3W8ZR5X6Y4V2T9K").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "an unknown run is a 404 even when the slots are taken");
+        drop(held);
+        // The run's component is not WebAssembly: the replay cannot start.
+        let (status, resp) = replay_of(&state, &id.to_string()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
+        assert!(resp["error"]["message"].as_str().unwrap_or_default().contains("cannot be replayed"), "{resp}");
+        assert_eq!(REPLAYS.available_permits(), REPLAY_SLOTS, "the slot was given back");
+        let journal = state.store.journal(&id).await.expect("journal");
+        assert!(journal.is_empty(), "nothing was written");
+    }
+
+    #[test]
+    fn the_replay_verdict_says_identical_diverged_or_ended_early() {
+        use crate::domain::{EntryKey, EntryKind, RunKind};
+        use crate::replay::{FirstDivergence, Line, Report, Verdict};
+        let mut run = Run {
+            id: RunId::new(),
+            kind: RunKind::Workflow,
+            component: "report".into(),
+            component_hash: ComponentHash::of(b"x"),
+            input: "{}".into(),
+            status: RunStatus::Completed,
+            output: Some("{}".into()),
+            error: None,
+            idempotency_key: None,
+            created_at: Micros(1),
+            started_at: Some(Micros(2)),
+            finished_at: Some(Micros(3)),
+            lease_owner: None,
+            lease_epoch: 1,
+            lease_expires_at: None,
+            wake_at: None,
+            waiting_on: None,
+            origin: None,
+        };
+        let line =
+            |seq, verdict| Line { key: EntryKey::call(seq, 1), kind: EntryKind::Step, name: "pull".into(), verdict };
+        let mut report =
+            Report { lines: vec![line(1, Verdict::Matched), line(2, Verdict::Matched)], ..Report::default() };
+        let answer = replay_answer(&run, 5, &report, 1234);
+        assert_eq!(answer["verdict"], "identical", "{answer}");
+        assert_eq!((&answer["entries_checked"], &answer["entries_matched"]), (&json!(2), &json!(2)));
+        assert_eq!((&answer["journal_entries"], &answer["duration_us"]), (&json!(5), &json!(1234)));
+        assert_eq!((&answer["identical"], &answer["divergence"]), (&json!(true), &Value::Null));
+
+        run.status = RunStatus::Running;
+        let answer = replay_answer(&run, 5, &report, 1);
+        assert_eq!(answer["verdict"], "ended-early", "{answer}");
+        assert!(answer["ended_early"].as_str().unwrap_or_default().contains("recorded while running"), "{answer}");
+
+        report.lines[1].verdict = Verdict::Diverged { reason: "the step's result differs".into() };
+        report.divergence = Some(FirstDivergence {
+            key: EntryKey::call(2, 1),
+            reason: "the step's result differs from the record".into(),
+            recorded: None,
+            replayed: None,
+        });
+        let answer = replay_answer(&run, 5, &report, 1);
+        assert_eq!(answer["verdict"], "diverged", "{answer}");
+        assert_eq!(answer["identical"], false);
+        assert_eq!(answer["entries_matched"], 1);
+        assert_eq!(answer["divergence"]["key"], json!({"seq": 2, "attempt": 1, "child": 0}));
     }
 }

@@ -117,9 +117,9 @@ pub struct Reply<T> {
 pub struct DeploymentInfo {
     #[serde(flatten)]
     pub deployment: Deployment,
-    /// Runs on this version (listings only).
+    /// Runs on this version by status (listings with `runs=true`).
     #[serde(default)]
-    pub runs: Option<u64>,
+    pub runs: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// A run as the API shows it: the stored run, and why it waits in the queue.
@@ -252,7 +252,7 @@ impl Client {
 
     /// `GET /v1/deployments`.
     pub async fn deployments(&self) -> anyhow::Result<Reply<DeploymentList>> {
-        self.call(Method::GET, &["v1", "deployments"], &[], None, CALL_TIMEOUT).await
+        self.call(Method::GET, &["v1", "deployments"], &[("runs", "true".to_owned())], None, CALL_TIMEOUT).await
     }
 
     /// `POST /v1/deployments/{name}/activate`.
@@ -488,10 +488,11 @@ mod tests {
         assert_eq!(list.runs[0].queue_reason.as_deref(), Some("concurrency limit 1 reached for key acme"));
         let deployment = serde_json::json!({
             "name": "weekly-report", "version": 3, "hash": "cd".repeat(32), "world": "workflow",
-            "config": {"priority": 2}, "active": true, "created_at": 5, "runs": 12
+            "config": {"priority": 2}, "active": true, "created_at": 5, "runs": {"completed": 10, "failed": 2}
         });
         let list: DeploymentList = serde_json::from_value(serde_json::json!({"deployments": [deployment]})).unwrap();
-        assert_eq!(list.deployments[0].runs, Some(12));
+        let runs = list.deployments[0].runs.clone().unwrap_or_default();
+        assert_eq!((runs["completed"], runs["failed"]), (10, 2));
         assert_eq!(list.deployments[0].deployment.config.priority, 2);
     }
 }

@@ -56,6 +56,9 @@ pub struct Args {
     /// Print the summary as JSON, for programs.
     #[arg(long)]
     json: bool,
+    /// Where compiled components are cached [default: DIR/cache].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
     /// Cargo's target folder for building the steps [default: steps/target].
     #[arg(long, value_name = "DIR")]
     target_dir: Option<PathBuf>,
@@ -92,7 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let db = dir.join("ferry.db");
     let store = crate::store::open(&db.to_string_lossy(), Durability::Fsync).await?;
     let engine = Arc::new(crate::engine::Engine::new(crate::engine::EngineConfig {
-        cache_dir: Some(dir.join("cache")),
+        cache_dir: Some(args.cache_dir.clone().unwrap_or_else(|| dir.join("cache"))),
         ..Default::default()
     })?);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
@@ -180,6 +183,8 @@ struct Summary {
     duplicate_sends_suppressed: u64,
     faults_injected: BTreeMap<String, u64>,
     wall_ms: u64,
+    /// Where the report runs' time went, summed over runs.
+    time: TimeSplit,
     failures: Vec<String>,
 }
 
@@ -271,7 +276,11 @@ async fn week(
             let why = run.error.as_ref().map(ToString::to_string).unwrap_or_default();
             summary.failures.push(format!("{} ({}): {why}", run.id, run.input));
         }
-        for entry in store.journal(&run.id).await? {
+        let journal = store.journal(&run.id).await?;
+        if let (Some(started), Some(finished)) = (run.started_at, run.finished_at) {
+            summary.time.add(&TimeSplit::of_run(started.0, finished.0, &journal));
+        }
+        for entry in journal {
             if entry.kind != EntryKind::Step || entry.key.is_child() {
                 continue;
             }
@@ -319,6 +328,86 @@ async fn report_counts(store: &dyn Store) -> anyhow::Result<(u64, u64)> {
     Ok((done, failed))
 }
 
+/// Where a run's time went, in milliseconds: inside steps (their own work),
+/// waiting on the upstream (HTTP calls), waiting between a failed attempt
+/// and its retry (while no other step of the run was running), and the rest:
+/// Ferry itself (scheduling, journaling, fsyncs, the workflow's code).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct TimeSplit {
+    steps_ms: f64,
+    upstream_ms: f64,
+    retry_wait_ms: f64,
+    ferry_ms: f64,
+}
+
+impl TimeSplit {
+    fn of_run(started: i64, finished: i64, journal: &[crate::domain::Entry]) -> Self {
+        let mut steps = Vec::new();
+        let mut http = Vec::new();
+        let mut attempts: BTreeMap<u32, Vec<(u32, i64, i64)>> = BTreeMap::new();
+        for e in journal {
+            let span = (e.started_at.0, e.finished_at.0);
+            match (e.kind, e.key.is_child()) {
+                (EntryKind::Step, false) if e.key.attempt >= 1 => {
+                    steps.push(span);
+                    attempts.entry(e.key.seq).or_default().push((e.key.attempt, span.0, span.1));
+                }
+                (EntryKind::Http, true) => http.push(span),
+                _ => {}
+            }
+        }
+        let mut waits = Vec::new();
+        for list in attempts.values_mut() {
+            list.sort_unstable();
+            waits.extend(list.windows(2).map(|w| (w[0].2, w[1].1)));
+        }
+        let in_steps = union(&steps);
+        let upstream = union(&http).min(in_steps);
+        // Waits overlapped by other steps of the run cost nothing extra.
+        let mut waits_and_steps = waits;
+        waits_and_steps.extend(steps.iter().copied());
+        let retry_wait = union(&waits_and_steps).saturating_sub(in_steps);
+        let wall = finished.saturating_sub(started).max(0);
+        let ms = |us: i64| us as f64 / 1_000.0;
+        Self {
+            steps_ms: ms(in_steps - upstream),
+            upstream_ms: ms(upstream),
+            retry_wait_ms: ms(retry_wait),
+            ferry_ms: ms(wall.saturating_sub(in_steps + retry_wait).max(0)),
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.steps_ms += other.steps_ms;
+        self.upstream_ms += other.upstream_ms;
+        self.retry_wait_ms += other.retry_wait_ms;
+        self.ferry_ms += other.ferry_ms;
+    }
+
+    fn total(&self) -> f64 {
+        self.steps_ms + self.upstream_ms + self.retry_wait_ms + self.ferry_ms
+    }
+}
+
+/// The length of the union of intervals (microseconds).
+fn union(spans: &[(i64, i64)]) -> i64 {
+    let mut spans: Vec<(i64, i64)> = spans.iter().copied().filter(|(a, b)| b > a).collect();
+    spans.sort_unstable();
+    let mut total = 0;
+    let mut current: Option<(i64, i64)> = None;
+    for (a, b) in spans {
+        current = match current {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    total + current.map_or(0, |(a, b)| b - a)
+}
+
 impl Summary {
     fn print(&self, args: &Args, pdfs: &std::path::Path, daemon_url: &str, total: Duration) {
         if args.json {
@@ -339,6 +428,17 @@ impl Summary {
             thousands(self.step_runs),
             duration(wall),
             self.step_runs as f64 / wall.as_secs_f64().max(1e-9)
+        );
+        let spent = self.time.total().max(1e-9);
+        let share = |ms: f64| 100.0 * ms / spent;
+        println!(
+            "  time        in the steps {:.0}%, waiting on the upstream {:.0}%, waiting to retry {:.0}%, Ferry {:.0}% \
+             (of the report runs' {:.1} s, summed)",
+            share(self.time.steps_ms),
+            share(self.time.upstream_ms),
+            share(self.time.retry_wait_ms),
+            share(self.time.ferry_ms),
+            spent / 1_000.0
         );
         println!("  retries     {}", self.retries);
         for (cause, n) in &self.retries_by_cause {
@@ -362,5 +462,17 @@ impl Summary {
             println!("  dashboard   run `ferry demo --keep` to keep the daemon up and open it");
         }
         println!("done in {}.", duration(total));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unions_merge_overlaps() {
+        assert_eq!(union(&[]), 0);
+        assert_eq!(union(&[(0, 10), (5, 15), (20, 25), (21, 22)]), 20);
+        assert_eq!(union(&[(5, 5), (7, 3)]), 0, "empty and backwards spans count nothing");
     }
 }

@@ -166,7 +166,7 @@ impl RunCtx {
             let entries = self.attempt(call, seq, next, &retry, limits, resolved).await?;
             let mut batch = recorder.drain();
             batch.extend(entries.iter().cloned());
-            self.store.append(&self.lease, batch).await.map_err(|e| lost(&e))?;
+            append_retrying(self.store.as_ref(), &self.lease, batch).await.map_err(|e| lost(&e))?;
             attempts.push(entries.into_iter().next().ok_or_else(|| Interrupt::LeaseLost("no attempt entry".into()))?);
         }
     }
@@ -277,6 +277,27 @@ impl RunCtx {
         }
         let period = Duration::from_millis(rate.period_ms.max(1));
         self.store.take_rate(&key, rate.limit.max(1), period, Micros::now()).await.map_err(|e| lost(&e))
+    }
+}
+
+/// Appends entries, trying again for a few seconds while the database is
+/// unavailable (a dropped connection, a restarting server) before the run is
+/// abandoned to be resumed later. Only `Unavailable` is retried: if the first
+/// try did commit after all, the retry meets its own entries as a
+/// `Conflict`, and the run is abandoned and resumed from what is stored.
+pub async fn append_retrying(store: &dyn Store, lease: &store::Lease, entries: Vec<Entry>) -> store::Result<()> {
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        match store.append(lease, entries.clone()).await {
+            Err(store::Error::Unavailable(why)) if tries < 5 => {
+                tries += 1;
+                tracing::warn!(run = %lease.run_id, error = %why, "journal write failed; trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -445,14 +466,14 @@ impl Executor {
         let interrupted = interrupt.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(d) = recorder.divergence() {
             let error = RunError { kind: RunErrorKind::Nondeterministic, message: describe(&d) };
-            ctx.store.append(&ctx.lease, pending).await?;
+            append_retrying(ctx.store.as_ref(), &ctx.lease, pending).await?;
             return Ok(Ending::Finished(Outcome::Failed { error }));
         }
         if let Some(Interrupt::LeaseLost(why)) = interrupted {
             return Ok(Ending::Abandoned(why));
         }
         if !pending.is_empty() {
-            ctx.store.append(&ctx.lease, pending).await?;
+            append_retrying(ctx.store.as_ref(), &ctx.lease, pending).await?;
         }
         if let Some(Interrupt::Suspend(s)) = interrupted {
             return Ok(Ending::Parked(s));

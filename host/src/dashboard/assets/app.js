@@ -547,6 +547,93 @@
       });
     }
 
+    // Replay on the daemon (POST /v1/runs/{id}/replay): the recording is
+    // re-executed against its journal, with no side effects. The last
+    // result stays on the page across refreshes: { state: 'running' |
+    // 'done' | 'error', data, message, at }.
+    let replayed = null;
+
+    function replayRun() {
+      if (replayed && replayed.state === 'running') return;
+      replayed = { state: 'running', at: nowUs() };
+      showReplay();
+      (async () => {
+        try {
+          const data = await api('/v1/runs/' + encodeURIComponent(id) + '/replay', { method: 'POST' });
+          replayed = { state: 'done', data, at: replayed.at };
+        } catch (e) {
+          if (e instanceof Unauthorized) {
+            replayed = null;
+            refused(e.message);
+            return;
+          }
+          replayed = { state: 'error', message: e.message, at: replayed.at };
+        }
+        showReplay();
+      })();
+    }
+
+    function showReplay() {
+      const old = byId('replay-result');
+      if (old) old.replaceWith(replayPanel());
+      const button = byId('replay-run');
+      if (button) button.disabled = !!replayed && replayed.state === 'running';
+    }
+
+    function replayPanel() {
+      if (!replayed) return el('div', { id: 'replay-result', class: 'replay-result', hidden: true });
+      if (replayed.state === 'running') {
+        return el('div', { id: 'replay-result', class: 'replay-result v-running', role: 'status', data: { verdict: 'running' } },
+          el('strong', { text: 'Replaying…' }), ' re-executing the recording against its journal.');
+      }
+      if (replayed.state === 'error') {
+        return el('div', { id: 'replay-result', class: 'replay-result v-error', role: 'status', data: { verdict: 'error' } },
+          el('strong', { text: 'Replay failed: ' }), el('span', { class: 'pre-wrap', text: replayed.message }));
+      }
+      const d = replayed.data || {};
+      const verdict = String(d.verdict || (d.identical ? 'identical' : 'diverged'));
+      const counts = thousands(d.entries_checked || 0) + ' journal entries checked (' + thousands(d.entries_matched || 0) +
+        ' matched, of ' + thousands(d.journal_entries || 0) + ' recorded) in ' + duration(d.duration_us) + '.';
+      const box = el('div', { id: 'replay-result', class: 'replay-result v-' + verdict, role: 'status', data: { verdict } });
+      const head = el('p', { class: 'verdict' });
+      box.append(head);
+      if (verdict === 'identical') {
+        head.append(el('strong', { text: '✔ Identical' }), ': ' + counts + ' The replay did exactly what the record says.');
+      } else if (verdict === 'ended-early') {
+        head.append(el('strong', { text: 'Ended early' }), ': ' + counts);
+        if (d.ended_early) box.append(el('p', { class: 'pre-wrap small', text: d.ended_early }));
+      } else {
+        const v = d.divergence || {};
+        // Key u32::MAX: the run's result as a whole, not one entry.
+        const k = !v.key ? '' : (v.key.seq === 4294967295 ? 'the run\'s result' : keyOf(v.key));
+        head.append(el('strong', { text: '✘ Diverged' }), k ? ' at ' : '', k ? el('span', { class: 'mono', text: k }) : null,
+          ': ' + counts);
+        if (v.reason) box.append(el('p', { class: 'reason pre-wrap', text: v.reason }));
+        const sides = el('div', { class: 'sides' });
+        for (const [label, side] of [['recorded', v.recorded], ['replayed', v.replayed]]) {
+          const part = el('div', { class: 'side side-' + label, data: { side: label } });
+          if (!side) {
+            part.append(el('h4', { text: label[0].toUpperCase() + label.slice(1) + ': ' }),
+              el('span', { class: 'muted', text: label === 'recorded' ? 'nothing: the journal ends here' : 'no call' }));
+          } else {
+            part.append(el('h4', {}, label[0].toUpperCase() + label.slice(1) + ': ',
+              el('span', { class: 'muted', text: side.kind + ' ' }), el('span', { class: 'name', text: side.name })));
+            part.append(payload('request', side.request,
+              { key: 'replay:' + label + ':in', file: id + '-replay-' + label + '.request', open: true, cls: 'request' }));
+            if (side.response !== null && side.response !== undefined) {
+              part.append(payload('response', side.response,
+                { key: 'replay:' + label + ':out', file: id + '-replay-' + label + '.response', open: true, cls: 'response' }));
+            }
+          }
+          sides.append(part);
+        }
+        box.append(sides);
+      }
+      box.append(el('p', { class: 'muted small', text: 'Replayed by the daemon at ' + when(replayed.at) +
+        ', with the run ' + (d.status || '?') + '; nothing was sent over the network or written.' }));
+      return box;
+    }
+
     function render(r, journal) {
       const dep = deploymentOf(r.component_hash, r.component);
       const out = [];
@@ -591,13 +678,16 @@
             title: 'A new run with the same input, on the active version' }, 'Retry on active v' + active.version));
         }
       }
+      actions.append(el('button', { id: 'replay-run', type: 'button', onclick: replayRun,
+        disabled: !!replayed && replayed.state === 'running',
+        title: 'Re-execute this run against its journal on the daemon, with no side effects' }, 'Replay'));
       actions.append(el('button', { id: 'export', type: 'button', onclick: exportRun }, 'Download export'));
       out.push(actions);
 
       out.push(el('div', { class: 'replay', id: 'replay' },
         el('strong', {}, 'Replay '), 'this run offline, with no side effects (every call answered from the journal): ',
         el('code', { text: 'ferry replay ' + r.id }), '. To test a fix against the recorded responses: ',
-        el('code', { text: 'ferry replay ' + r.id + ' --component STEP=fixed.wasm' }), '.'));
+        el('code', { text: 'ferry replay ' + r.id + ' --component STEP=fixed.wasm' }), '.', replayPanel()));
 
       if (r.error) {
         out.push(el('div', { class: 'run-error', id: 'run-error' }, el('strong', { text: r.error.kind + ': ' }),

@@ -75,6 +75,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer waits for a lock another host holds before the
 /// operation fails with [`Error::Unavailable`] (SQLite's busy timeout).
 const LOCK_TIMEOUT: &str = "5s";
+/// How long the writer's session may sit idle inside a transaction.
+const IDLE_IN_TRANSACTION: &str = "30s";
 
 /// The store in a Postgres database.
 pub struct PgStore {
@@ -103,7 +105,11 @@ impl PgStore {
     pub async fn open_with(options: PgConnectOptions, durability: Durability) -> Result<Self> {
         let options =
             if options.get_application_name().is_none() { options.application_name("ferry") } else { options };
-        let mut write_options = options.clone().options([("lock_timeout", LOCK_TIMEOUT)]);
+        // A writer frozen mid-transaction (a host paused or cut off) must not
+        // hold its row locks for ever: the server ends such a session.
+        let mut write_options = options
+            .clone()
+            .options([("lock_timeout", LOCK_TIMEOUT), ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]);
         if durability == Durability::Buffered {
             write_options = write_options.options([("synchronous_commit", "off")]);
         }
