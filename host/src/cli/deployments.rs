@@ -38,7 +38,8 @@ fn render(deployments: &[DeploymentInfo]) -> String {
     );
     for info in deployments {
         let d = &info.deployment;
-        let runs = info.runs.as_ref().map_or_else(|| "-".to_owned(), |by_status| by_status.values().sum::<u64>().to_string());
+        let runs =
+            info.runs.as_ref().map_or_else(|| "-".to_owned(), |by_status| by_status.values().sum::<u64>().to_string());
         let _ = writeln!(
             out,
             "{:<24} {:>7} {:<6} {:<8} {:<12} {runs:>6}  {}",
