@@ -8,6 +8,16 @@ pub static STEP_RUNS: AtomicU64 = AtomicU64::new(0);
 pub static STEP_RETRIES: AtomicU64 = AtomicU64::new(0);
 /// Fuel consumed by step attempts.
 pub static FUEL_USED: AtomicU64 = AtomicU64::new(0);
+/// Step calls held back by a step rate limit.
+pub static RATE_WAITS: AtomicU64 = AtomicU64::new(0);
+/// Microseconds step calls were held back by step rate limits.
+pub static RATE_WAIT_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// Records a step call held back by its rate limit for `wait`.
+pub fn rate_wait(wait: std::time::Duration) {
+    RATE_WAITS.fetch_add(1, Ordering::Relaxed);
+    RATE_WAIT_MICROS.fetch_add(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
 
 /// Upper bounds (seconds) of the step-duration histogram buckets.
 pub const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -54,6 +64,18 @@ pub fn render(gauges: &[(String, u64)]) -> String {
         "# HELP ferry_fuel_used_total Fuel consumed by step attempts.\n# TYPE ferry_fuel_used_total counter"
     );
     let _ = writeln!(out, "ferry_fuel_used_total {}", load(&FUEL_USED));
+    let _ = writeln!(
+        out,
+        "# HELP ferry_step_rate_waits_total Step calls held back by a step rate limit.\n\
+         # TYPE ferry_step_rate_waits_total counter"
+    );
+    let _ = writeln!(out, "ferry_step_rate_waits_total {}", load(&RATE_WAITS));
+    let _ = writeln!(
+        out,
+        "# HELP ferry_step_rate_wait_seconds_total Time step calls were held back by step rate limits.\n\
+         # TYPE ferry_step_rate_wait_seconds_total counter"
+    );
+    let _ = writeln!(out, "ferry_step_rate_wait_seconds_total {}", load(&RATE_WAIT_MICROS) as f64 / 1e6);
     let _ = writeln!(
         out,
         "# HELP ferry_step_duration_seconds Step attempt duration.\n# TYPE ferry_step_duration_seconds histogram"

@@ -22,7 +22,7 @@ use super::client::Client;
 use super::format::{duration, thousands};
 use crate::domain::{EntryKind, EntryStatus, RunStatus};
 use crate::engine::Secrets;
-use crate::metrics::{STEP_RETRIES, STEP_RUNS};
+use crate::metrics::{RATE_WAIT_MICROS, RATE_WAITS, STEP_RETRIES, STEP_RUNS};
 use crate::pipeline;
 use crate::store::{Durability, RunFilter, Store};
 use crate::upstream::{Profile, Upstream};
@@ -179,6 +179,10 @@ struct Summary {
     step_runs: u64,
     retries: u64,
     retries_by_cause: BTreeMap<String, u64>,
+    /// Step calls held back by a step rate limit (the Meta pulls), and for
+    /// how long in all.
+    rate_limited_calls: u64,
+    rate_limited_ms: u64,
     emails_accepted: usize,
     duplicate_sends_suppressed: u64,
     faults_injected: BTreeMap<String, u64>,
@@ -209,6 +213,7 @@ async fn week(
     let week = pipeline::iso_week(jiff::Timestamp::now());
     let t0 = Instant::now();
     let (runs0, retries0) = (STEP_RUNS.load(Ordering::Relaxed), STEP_RETRIES.load(Ordering::Relaxed));
+    let (waits0, waited0) = (RATE_WAITS.load(Ordering::Relaxed), RATE_WAIT_MICROS.load(Ordering::Relaxed));
     let batch = pipeline::start_week(client, &upstream.url(), &week).await?;
     say(format!(
         "week {week}: {} reports, upstream faults `{}` (seed {}); batch run {batch}\n",
@@ -298,6 +303,8 @@ async fn week(
             }
         }
     }
+    summary.rate_limited_calls = RATE_WAITS.load(Ordering::Relaxed) - waits0;
+    summary.rate_limited_ms = (RATE_WAIT_MICROS.load(Ordering::Relaxed) - waited0) / 1_000;
     summary.emails_accepted = upstream.emails().len();
     summary.duplicate_sends_suppressed = upstream.duplicates().iter().map(|d| d.count).sum();
     summary.faults_injected = upstream.stats().by_fault;
@@ -443,6 +450,14 @@ impl Summary {
         println!("  retries     {}", self.retries);
         for (cause, n) in &self.retries_by_cause {
             println!("    {n:>5}  {cause}");
+        }
+        if self.rate_limited_calls > 0 {
+            println!(
+                "  rate limit  Meta pulls held back {} times, {} in all ({} a second across clients)",
+                self.rate_limited_calls,
+                duration(Duration::from_millis(self.rate_limited_ms)),
+                pipeline::META_PULLS_PER_SECOND
+            );
         }
         println!(
             "  emails      {} accepted; {} repeated sends suppressed by Idempotency-Key",

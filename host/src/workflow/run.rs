@@ -157,6 +157,7 @@ impl RunCtx {
                 && let Some(at) = self.take_rate(r, call).await?
             {
                 let wait = at.since(Micros::now());
+                crate::metrics::rate_wait(wait);
                 if wait > self.policy.inline_backoff {
                     return Ok(StepOutcome::Park(at));
                 }
