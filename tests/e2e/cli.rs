@@ -150,3 +150,19 @@ fn the_pipeline_libraries_pass_their_native_tests() {
     assert!(out.status.success(), "the steps' native tests failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("test result: ok"), "no tests ran:\n{stdout}");
 }
+
+/// `ferry runs | head -1`: when the reader goes away, ferry ends quietly
+/// (as Unix tools do, by SIGPIPE) instead of panicking on the next line.
+#[test]
+fn a_closed_pipe_ends_the_command_without_a_panic() {
+    let sb = Sandbox::new();
+    let (code, _) = sb.exec("hello", r#"{"name":"Ada"}"#, &[]);
+    assert_eq!(code, 0);
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = sb.command(&["runs"]).stdout(writer).stderr(std::process::Stdio::piped()).output().expect("run ferry");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "ferry panicked on a closed pipe:\n{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?}\n{stderr}", out.status);
+}
