@@ -1,10 +1,11 @@
 //! `ferry bench`: the bench itself is correct (every run completes, every
 //! figure is reported and sane) and its memory stays flat as completed runs
-//! accumulate. No timing is asserted.
+//! accumulate; through a daemon it reports what it can see from outside,
+//! and on Postgres it works in a schema of its own. No timing is asserted.
 
 use serde_json::Value;
 
-use crate::support::{Sandbox, guests};
+use crate::support::{Daemon, PgSchema, Sandbox, guests};
 
 /// `ferry bench ARGS --steps-dir GUESTS` on the sandbox's (fresh) store:
 /// exit code, stdout, stderr.
@@ -33,6 +34,8 @@ fn bench_runs_the_seed_workload_and_reports_every_figure() {
     let doc = json(code, &stdout, &stderr);
 
     assert_eq!(doc["workflows"], 20);
+    assert_eq!(doc["mode"], "in-process");
+    assert_eq!(doc["store"], "sqlite");
     assert_eq!(doc["completed"], 20, "every run of the throughput phase completes: {doc:#}");
     assert_eq!(doc["failed"], 0);
     assert_eq!(doc["steps"], 12);
@@ -144,4 +147,169 @@ fn bench_memory_stays_flat_as_runs_complete() {
         at(0, "finished"),
         second / 1_048_576.0
     );
+}
+
+/// `ferry bench --through-daemon URL ARGS --steps-dir GUESTS` (no `--db`):
+/// exit code, stdout, stderr.
+fn bench_through(daemon: &Daemon, url: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = guests().to_str().expect("utf-8 path").to_owned();
+    let mut all = vec!["bench", "--through-daemon", url, "--steps-dir", dir.as_str()];
+    all.extend_from_slice(args);
+    let out = daemon.ferry(&all);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// The report of a bench through a daemon: the in-process report's fields,
+/// the daemon's figures as null, every run completed.
+fn check_remote(doc: &Value, workflows: u64) {
+    assert_eq!(doc["mode"], "through-daemon", "{doc:#}");
+    assert_eq!(doc["workflow"], "bench-wf-seq");
+    assert_eq!(doc["step"], "echo");
+    assert_eq!(doc["workflows"], workflows);
+    assert_eq!(doc["completed"], workflows, "every run completes: {doc:#}");
+    assert_eq!(doc["failed"], 0);
+    assert_eq!(doc["steps"], 12);
+    assert_eq!(doc["step_runs"], workflows * 12);
+    assert_eq!(doc["latency_runs"], 2);
+    assert_eq!(doc["latency_failed"], 0);
+    assert_eq!(doc["durability"], "daemon's", "the durability is the daemon's: {doc:#}");
+    for unknown in [
+        "peak_rss_bytes",
+        "store_bytes",
+        "store_bytes_per_step_run",
+        "baseline_us",
+        "per_step_overhead_us",
+        "concurrency",
+    ] {
+        assert!(doc[unknown].is_null(), "`{unknown}` is the daemon's and unknown here: {doc:#}");
+    }
+    assert_eq!(doc["rss_checkpoints"], serde_json::json!([]));
+    for field in [
+        "total_wall_s",
+        "throughput_wall_s",
+        "submit_wall_s",
+        "server_span_s",
+        "step_runs_per_s",
+        "workflows_per_s",
+        "load_latency_p50_ms",
+        "load_exec_p50_ms",
+        "latency_p50_ms",
+        "latency_exec_p50_ms",
+        "latency_client_p50_ms",
+        "per_step_us",
+    ] {
+        let v = num(doc, field);
+        assert!(v.is_finite() && v > 0.0, "`{field}` = {v}: {doc:#}");
+    }
+    assert!(num(doc, "load_latency_p99_ms") >= num(doc, "load_latency_p50_ms"), "{doc:#}");
+    assert!(num(doc, "load_latency_p50_ms") >= num(doc, "load_exec_p50_ms"), "created → finished ⊇ started → finished");
+    assert!(num(doc, "latency_p99_ms") >= num(doc, "latency_p50_ms"), "{doc:#}");
+    assert!(num(doc, "total_wall_s") >= num(doc, "throughput_wall_s"));
+    assert!(num(doc, "throughput_wall_s") >= num(doc, "submit_wall_s"));
+    let rate = num(doc, "step_runs_per_s") * num(doc, "throughput_wall_s");
+    assert!((rate - (workflows * 12) as f64).abs() < 1.0, "step-runs over the end-to-end wall time: {doc:#}");
+}
+
+#[test]
+fn bench_through_a_daemon_submits_waits_and_reports() {
+    let sb = Sandbox::new();
+    let daemon = Daemon::start(&sb, &[], &[]);
+    let args = ["--workflows", "5", "--latency-runs", "2", "--json"];
+    let (code, stdout, stderr) = bench_through(&daemon, &daemon.url, &args);
+    let doc = json(code, &stdout, &stderr);
+    check_remote(&doc, 5);
+    assert_eq!(doc["daemon"], daemon.url.as_str());
+    assert!(!stderr.contains("throughput:"), "--json keeps stderr quiet: {stderr}");
+
+    // A second bench on the same daemon counts only its own runs.
+    let (code, stdout, stderr) = bench_through(&daemon, &daemon.url, &args);
+    check_remote(&json(code, &stdout, &stderr), 5);
+
+    // The runs are the daemon's: 2 × (1 warm-up + 5 + 2 latency), all completed.
+    let listed = daemon.get("/v1/runs?workflow=bench-wf-seq&limit=100");
+    let runs = listed["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 16, "{listed:#}");
+    assert!(runs.iter().all(|r| r["status"] == "completed"), "{listed:#}");
+    let keys: std::collections::HashSet<&str> = runs.iter().filter_map(|r| r["idempotency_key"].as_str()).collect();
+    assert_eq!(keys.len(), 16, "every run has a key of its own: {listed:#}");
+    let deployed = daemon.get("/v1/deployments");
+    let names: Vec<&str> =
+        deployed["deployments"].as_array().expect("deployments").iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "echo").count(),
+        1,
+        "deploying the same echo again is a no-op: {names:?}"
+    );
+    assert_eq!(names.iter().filter(|n| **n == "bench-wf-seq").count(), 1, "{names:?}");
+
+    // The table, with the daemon's figures as unknown.
+    let (code, stdout, stderr) = bench_through(&daemon, &daemon.url, &["--workflows", "2", "--latency-runs", "1"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    for label in ["step-runs/s", "load latency p50", "run latency p50", "peak RSS", "store per step-run"] {
+        assert!(stdout.contains(label), "the table has `{label}`:\n{stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.contains("peak RSS") && l.contains("unknown")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim_start().starts_with("durability") && l.contains("daemon's")), "{stdout}");
+}
+
+#[test]
+fn bench_through_a_daemon_that_is_not_there_says_so() {
+    let sb = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let url = format!("http://127.0.0.1:{port}");
+    let dir = guests().to_str().expect("utf-8 path").to_owned();
+    let out = sb
+        .command(&["bench", "--through-daemon", url.as_str(), "--workflows", "5", "--steps-dir", dir.as_str()])
+        .env_remove("FERRY_TOKEN")
+        .output()
+        .expect("run ferry");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains(&format!("no daemon answers at {url}")), "a clear message: {stderr}");
+    assert!(out.stdout.is_empty(), "nothing measured, nothing printed");
+}
+
+/// `ferry bench --db postgres://…`: the bench makes a schema of its own in
+/// that database, measures it, and drops it.
+#[test]
+fn bench_on_postgres_works_in_a_fresh_schema_and_drops_it() {
+    let Some(pg) = PgSchema::create("bench_on_postgres_works_in_a_fresh_schema_and_drops_it") else {
+        return;
+    };
+    let base = std::env::var("FERRY_TEST_POSTGRES").expect("set when PgSchema::create succeeds").trim().to_owned();
+    let dir = guests().to_str().expect("utf-8 path").to_owned();
+    let out = std::process::Command::new(crate::support::ferry_bin())
+        .args(["bench", "--db", base.as_str(), "--steps-dir", dir.as_str()])
+        .args(["--workflows", "10", "--latency-runs", "2", "--durability", "buffered", "--json"])
+        .arg("--cache-dir")
+        .arg(crate::support::root().join("target").join("e2e-cache"))
+        .env_remove("FERRY_LOG")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run ferry");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let doc = json(out.status.code().unwrap_or(-1), &text(&out.stdout), &text(&out.stderr));
+    assert_eq!(doc["store"], "postgres", "{doc:#}");
+    assert_eq!(doc["completed"], 10, "{doc:#}");
+    assert_eq!(doc["failed"], 0);
+    assert_eq!(doc["durability"], "buffered");
+    assert!(num(&doc, "store_bytes") > 0.0 && num(&doc, "store_bytes_per_step_run") > 0.0, "{doc:#}");
+    let schema = doc["schema"].as_str().expect("the schema the bench used").to_owned();
+    assert!(schema.starts_with("ferry_bench_"), "{doc:#}");
+    let left = pg.query(&format!("SELECT nspname::text FROM pg_namespace WHERE nspname = '{schema}'"));
+    assert!(left.is_empty(), "the bench drops its schema {schema}");
+}
+
+/// Two `ferry serve` on one Postgres: the bench through one of them sees
+/// every run completed, whichever host executed it.
+#[test]
+fn bench_through_one_of_two_hosts_on_postgres() {
+    let Some(pg) = PgSchema::create("bench_through_one_of_two_hosts_on_postgres") else {
+        return;
+    };
+    let a = Daemon::start_on(&pg.url("a"), &[], &[]);
+    let _b = Daemon::start_on(&pg.url("b"), &[], &[]);
+    let (code, stdout, stderr) = bench_through(&a, &a.url, &["--workflows", "5", "--latency-runs", "2", "--json"]);
+    check_remote(&json(code, &stdout, &stderr), 5);
 }

@@ -28,6 +28,8 @@ use crate::engine::{Engine, LoadError, Secrets};
 use crate::store::{self, Component, Durability, Store};
 use crate::workflow::{StepResolver, Until, Worker, WorkerConfig};
 
+pub mod postgres;
+
 /// The step's input: ~200 bytes of JSON, as in `benches/step.rs`.
 pub const PAYLOAD: &str = r#"{"client":"acme-co","week":"2026-W49","source":"meta-ads","rows":[{"date":"2026-12-01","spend":1234.5,"clicks":321},{"date":"2026-12-02","spend":987.25,"clicks":298}],"cursor":null}"#;
 
@@ -124,10 +126,45 @@ pub struct RssCheckpoint {
     pub rss_bytes: u64,
 }
 
+/// Where the store keeps its bytes, to measure them.
+#[derive(Clone, Copy, Debug)]
+pub enum StoreSize<'a> {
+    /// A SQLite file (and its `-wal`).
+    Sqlite(&'a Path),
+    /// The bench's own schema in a Postgres database.
+    Postgres(&'a postgres::FreshSchema),
+    /// Not measured.
+    Unknown,
+}
+
+impl StoreSize<'_> {
+    /// The store's bytes now, if they can be measured.
+    pub async fn bytes(&self) -> Option<u64> {
+        match self {
+            Self::Sqlite(path) => store_bytes(path),
+            Self::Postgres(schema) => schema.bytes().await,
+            Self::Unknown => None,
+        }
+    }
+
+    /// `sqlite`, `postgres` or `unknown`, for the report.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// What the benchmark measured. Times are in seconds, milliseconds or
 /// microseconds as the field names say.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// `in-process` (this report) or `through-daemon`.
+    pub mode: &'static str,
+    /// The store: `sqlite`, `postgres` (or `unknown`).
+    pub store: &'static str,
     /// `sequential` or `parallel`.
     pub shape: &'static str,
     pub workflow: &'static str,
@@ -167,19 +204,20 @@ pub struct Report {
     /// Peak resident set size of the process (VmHWM), if known.
     pub peak_rss_bytes: Option<u64>,
     pub rss_checkpoints: Vec<RssCheckpoint>,
-    /// The store's files (SQLite file and its -wal) after the throughput
-    /// phase, and their growth over that phase per step run.
+    /// The store's size after the throughput phase (SQLite: the file and
+    /// its -wal; Postgres: the bench schema's tables with their indexes),
+    /// and its growth over that phase per step run.
     pub store_bytes: Option<u64>,
     pub store_bytes_per_step_run: Option<f64>,
 }
 
-/// Runs the benchmark on `store` (fresh; its files at `db_file` if it is
-/// SQLite), with the components `echo.wasm` and the workflow in `guests`.
+/// Runs the benchmark on `store` (fresh; its size measured through
+/// `size`), with the components `echo.wasm` and the workflow in `guests`.
 pub async fn run(
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     guests: &Path,
-    db_file: Option<&Path>,
+    size: StoreSize<'_>,
     config: &Config,
     observer: &dyn Observer,
 ) -> Result<Report, Error> {
@@ -246,14 +284,14 @@ pub async fn run(
 
     // 2. Throughput.
     let before = Counts::of(&*store).await?;
-    let bytes_before = db_file.and_then(store_bytes);
+    let bytes_before = size.bytes().await;
     observer.phase("throughput", config.workflows);
     let t0 = Instant::now();
     let fed = throughput(&*store, &worker, &new_run, config, before, observer, t0).await;
     observer.throughput_done();
     let (counts, rss_checkpoints) = fed?;
     let throughput_wall = t0.elapsed();
-    let store_bytes = db_file.and_then(store_bytes);
+    let store_bytes = size.bytes().await;
     let step_runs = config.workflows * u64::from(steps);
     let done = counts.since(before);
 
@@ -276,6 +314,8 @@ pub async fn run(
     let secs = throughput_wall.as_secs_f64().max(1e-9);
 
     Ok(Report {
+        mode: "in-process",
+        store: size.kind(),
         shape: if config.parallel { "parallel" } else { "sequential" },
         workflow: config.workflow(),
         step: STEP,
@@ -466,7 +506,7 @@ async fn throughput(
 }
 
 /// The `p`-th percentile (nearest rank) of sorted durations.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

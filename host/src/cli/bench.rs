@@ -1,6 +1,10 @@
-//! `ferry bench`: the seed workload in-process on a fresh store; a table
-//! (or `--json`) of throughput, latency, per-step overhead, memory and
-//! store size. The workload driver is `crate::bench`.
+//! `ferry bench`: the seed workload in-process on a fresh store, or
+//! through a running `ferry serve` (`--through-daemon URL`); a table (or
+//! `--json`) of throughput, latency, per-step overhead, memory and store
+//! size. The in-process driver is `crate::bench`; the daemon's is
+//! `remote`.
+
+mod remote;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -12,7 +16,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::StoreArgs;
 use super::format::{bytes, thousands};
-use crate::bench::{self, Config, Observer, Report};
+use crate::bench::postgres::{self as pg, FreshSchema};
+use crate::bench::{self, Config, Observer, Report, StoreSize};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,7 +31,9 @@ pub struct Args {
     /// `call_steps`, then the rest in sequence (6 + 6 for 12 steps).
     #[arg(long)]
     parallel: bool,
-    /// Workflows in flight in the throughput phase.
+    /// Workflows in flight in the throughput phase. With
+    /// `--through-daemon`: submissions in flight (the daemon's own
+    /// `--concurrency` says how many runs it executes at once).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: u64,
     /// Runs of the latency phase, executed one at a time after the
@@ -34,19 +41,28 @@ pub struct Args {
     #[arg(long, default_value_t = 50)]
     latency_runs: u32,
     /// Record the process's RSS after each 1/K of the throughput phase's
-    /// runs finished (to see that memory stays flat).
+    /// runs finished (to see that memory stays flat; in-process only).
     #[arg(long, value_name = "K", default_value_t = 0)]
     rss_checkpoints: u32,
     /// The folder with `echo.wasm`, `wf_seq.wasm` and `wf_fanout_bench.wasm`
     /// (default: build them from `steps/` as `ferry build` does).
     #[arg(long, value_name = "DIR")]
     steps_dir: Option<PathBuf>,
+    /// Measure the daemon at URL instead (`ferry serve`; a token is taken
+    /// from FERRY_TOKEN): deploy the step `echo` and the workflow (as
+    /// `bench-wf-seq` or `bench-wf-fanout-bench`) through its API, submit
+    /// the runs with `POST /v1/runs`, and wait for them. Every `ferry
+    /// serve` sharing the daemon's Postgres store executes them.
+    #[arg(long, value_name = "URL")]
+    through_daemon: Option<String>,
     /// Print one JSON object for programs instead of the table.
     #[arg(long)]
     json: bool,
-    /// `--db`: the store to create (it must not exist yet; default: a
-    /// temporary SQLite file, removed afterwards). `--durability`: the
-    /// store's commit mode, reported with the results.
+    /// `--db`: the store to create (default: a temporary SQLite file,
+    /// removed afterwards; a SQLite file must not exist yet; on a
+    /// `postgres://` URL the bench works in a fresh schema of its own and
+    /// drops it afterwards). `--durability`: the store's commit mode,
+    /// reported with the results.
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -55,26 +71,30 @@ pub struct Args {
 const PACKAGES: [&str; 3] = [bench::STEP, bench::SEQUENTIAL, bench::FANOUT];
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let guests = match &args.steps_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            let dir = super::build::find_steps_dir()
-                .context("ferry bench builds its guests from steps/; or pass --steps-dir")?;
-            let packages: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
-            super::build::build_steps(&dir, None, false, &packages).await?.0
+    if let Some(url) = &args.through_daemon {
+        // Find the daemon before building anything: a wrong address should
+        // not cost a build first.
+        let daemon = remote::Daemon::connect(url).await?;
+        let guests = guests(&args).await?;
+        if args.store.db.is_some() && !args.json {
+            eprintln!("note: --db is not used with --through-daemon: the daemon's store is measured");
         }
-    };
-    for name in PACKAGES {
-        let file = guests.join(format!("{}.wasm", name.replace('-', "_")));
-        if !file.exists() {
-            bail!("{} is missing: build the `{name}` package of steps/ (or leave out --steps-dir)", file.display());
-        }
+        return remote::run(&args, &daemon, &guests).await;
     }
+    let guests = guests(&args).await?;
 
-    // A fresh store: a temporary file unless --db names one that is not there yet.
+    // A fresh store: a temporary file unless --db names one that is not
+    // there yet, or a schema of its own in a Postgres database.
     let scratch;
+    let mut schema = None;
     let mut store_args = args.store.clone();
     let db_file = match &args.store.db {
+        Some(db) if pg::is_postgres(db) => {
+            let fresh = FreshSchema::create(db).await?;
+            store_args.db = Some(fresh.url());
+            schema = Some(fresh);
+            None
+        }
         Some(db) => {
             let file = bench::sqlite_file(db);
             if let Some(f) = &file
@@ -94,9 +114,65 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(file)
         }
     };
+    let measured = in_process(&args, &store_args, &guests, db_file.as_deref(), schema.as_ref()).await;
+    let schema_name = schema.as_ref().map(|s| s.name.clone());
+    if let Some(schema) = schema {
+        let name = schema.name.clone();
+        if let Err(e) = schema.drop_now().await {
+            eprintln!("warning: could not drop the bench schema {name}: {e}");
+        }
+    }
+    let (report, ok) = measured?;
+
+    if args.json {
+        let mut doc = serde_json::to_value(&report)?;
+        let db = match &args.store.db {
+            Some(db) if pg::is_postgres(db) => Some(pg::redact(db)),
+            Some(_) => store_args.db.clone(),
+            None => None,
+        };
+        doc["db"] = serde_json::Value::from(db);
+        if let Some(name) = schema_name {
+            doc["schema"] = serde_json::Value::from(name);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The folder with the bench's components: `--steps-dir`, or built from
+/// `steps/`.
+async fn guests(args: &Args) -> anyhow::Result<PathBuf> {
+    let guests = match &args.steps_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = super::build::find_steps_dir()
+                .context("ferry bench builds its guests from steps/; or pass --steps-dir")?;
+            let packages: Vec<String> = PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+            super::build::build_steps(&dir, None, false, &packages).await?.0
+        }
+    };
+    for name in PACKAGES {
+        let file = guests.join(format!("{}.wasm", name.replace('-', "_")));
+        if !file.exists() {
+            bail!("{} is missing: build the `{name}` package of steps/ (or leave out --steps-dir)", file.display());
+        }
+    }
+    Ok(guests)
+}
+
+/// The in-process bench on the store `store_args` names (fresh).
+async fn in_process(
+    args: &Args,
+    store_args: &StoreArgs,
+    guests: &std::path::Path,
+    db_file: Option<&std::path::Path>,
+    schema: Option<&FreshSchema>,
+) -> anyhow::Result<(Report, bool)> {
     let store = store_args.open_store().await?;
     let engine = store_args.engine()?;
-
     let config = Config {
         workflows: args.workflows,
         steps: args.steps,
@@ -106,18 +182,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         rss_checkpoints: args.rss_checkpoints,
         durability: store_args.durability,
     };
-    let display = Display::new(args.json, &config);
-    let report = bench::run(store, engine, &guests, db_file.as_deref(), &config, &display).await?;
+    let size = match (db_file, schema) {
+        (Some(file), _) => StoreSize::Sqlite(file),
+        (None, Some(schema)) => StoreSize::Postgres(schema),
+        (None, None) => StoreSize::Unknown,
+    };
+    let display = Display::new(args.json, config.workflows, config.steps, throughput_line(&config));
+    let report = bench::run(store, engine, guests, size, &config, &display).await?;
     let ok = report.failed == 0 && report.latency_failed == 0 && report.completed == report.workflows;
+    Ok((report, ok))
+}
 
-    if args.json {
-        let mut doc = serde_json::to_value(&report)?;
-        doc["db"] = serde_json::Value::from(if args.store.db.is_some() { store_args.db.clone() } else { None });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", table(&report));
-    }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+fn throughput_line(config: &Config) -> String {
+    let (parallel, sequential) = config.shape();
+    format!(
+        "throughput: {} workflows of {} ({}), {} in flight…",
+        thousands(config.workflows),
+        config.workflow(),
+        shape_text(parallel, sequential),
+        config.concurrency.max(1)
+    )
 }
 
 /// A temporary folder for the default store, removed when dropped.
@@ -147,25 +231,19 @@ struct Display {
 }
 
 impl Display {
-    fn new(json: bool, config: &Config) -> Self {
+    /// A display for a throughput phase of `workflows` runs of `steps`
+    /// steps, announced with `line`.
+    fn new(json: bool, workflows: u64, steps: u32, line: String) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (!json && tty).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(config.workflows), ProgressDrawTarget::stderr());
+            let bar = ProgressBar::with_draw_target(Some(workflows), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("  [{elapsed_precise}] {wide_bar} {pos}/{len} runs  {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar
         });
-        let (parallel, sequential) = config.shape();
-        let line = format!(
-            "throughput: {} workflows of {} ({}), {} in flight…",
-            thousands(config.workflows),
-            config.workflow(),
-            shape_text(parallel, sequential),
-            config.concurrency.max(1)
-        );
-        Self { quiet: json, bar, steps: config.steps, line }
+        Self { quiet: json, bar, steps, line }
     }
 }
 
@@ -179,6 +257,7 @@ impl Observer for Display {
             "warm-up" => eprintln!("warm-up: one run…"),
             "throughput" => eprintln!("{}", self.line),
             "latency" => eprintln!("latency: {runs} runs, one at a time…"),
+            "deploy" => eprintln!("deploy: the step `echo` and the workflow…"),
             other => eprintln!("{other}…"),
         }
     }
@@ -228,13 +307,14 @@ fn table(r: &Report) -> String {
     };
     let durability = format!("{:?}", r.durability).to_lowercase();
     let head = format!(
-        "ferry bench: {} workflows of {} ({}, step `{}` on a {}-byte JSON input), {} in flight, durability {durability}, {} cores\n",
+        "ferry bench: {} workflows of {} ({}, step `{}` on a {}-byte JSON input), {} in flight, {} store, durability {durability}, {} cores\n",
         thousands(r.workflows),
         r.workflow,
         shape_text(r.parallel_steps, r.sequential_steps),
         r.step,
         r.payload_bytes,
         r.concurrency,
+        r.store,
         r.cores,
     );
     row("completed", thousands(r.completed), format!("{} failed", r.failed));
@@ -261,16 +341,30 @@ fn table(r: &Report) -> String {
         format!("{} per step (p50 / {}) − {} baseline", micros(r.per_step_us), r.steps, micros(r.baseline_us)),
     );
     row("baseline", micros(r.baseline_us), "the echo export called on a live instance".into());
-    row("peak RSS", r.peak_rss_bytes.map_or_else(|| "n/a".into(), bytes), "VmHWM".into());
+    let rss_note = if r.store == "postgres" { "VmHWM of this process (Postgres's not counted)" } else { "VmHWM" };
+    row("peak RSS", r.peak_rss_bytes.map_or_else(|| "n/a".into(), bytes), rss_note.into());
     for c in &r.rss_checkpoints {
         row("RSS", bytes(c.rss_bytes), format!("after {} runs", thousands(c.finished)));
     }
     row(
         "store per step-run",
         r.store_bytes_per_step_run.map_or_else(|| "n/a".into(), |b| format!("{b:.0} B")),
-        r.store_bytes.map_or_else(String::new, |b| format!("{} in the store's files (SQLite + WAL)", bytes(b))),
+        r.store_bytes.map_or_else(String::new, |b| {
+            let place = if r.store == "postgres" {
+                "in the bench schema's tables and indexes (WAL not counted)"
+            } else {
+                "in the store's files (SQLite + WAL)"
+            };
+            format!("{} {place}", bytes(b))
+        }),
     );
-    row("durability", durability.clone(), String::new());
+    let commit = match (r.store, durability.as_str()) {
+        ("postgres", "fsync") => "synchronous_commit = on",
+        ("postgres", _) => "synchronous_commit = off",
+        (_, "fsync") => "SQLite synchronous = FULL",
+        _ => "SQLite synchronous = NORMAL",
+    };
+    row("durability", durability.clone(), commit.into());
     row("cores", r.cores.to_string(), String::new());
     row("total wall time", format!("{:.2} s", r.total_wall_s), "baseline, warm-up, throughput, latency".into());
     format!("{head}{out}")
