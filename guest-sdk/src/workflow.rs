@@ -335,7 +335,24 @@ where
     I: Serialize + ?Sized,
 {
     let input = to_json(name, input)?;
-    wit::start_workflow(name, workflow, &input).map_err(Error::from)
+    wit::start_workflow(name, workflow, &input, None).map_err(Error::from)
+}
+
+/// [`start_workflow`] under an idempotency key: when `workflow` already has
+/// a run with `key` (started by any run, or through the API), that run's id
+/// comes back and nothing new starts. Key the run by what makes it unique
+/// (`weekly-report:c07:2026-W49`) and two batches for the same week start
+/// each report once.
+///
+/// # Errors
+///
+/// As [`start_workflow`].
+pub fn start_workflow_keyed<I>(name: &str, workflow: &str, input: &I, key: &str) -> Result<String>
+where
+    I: Serialize + ?Sized,
+{
+    let input = to_json(name, input)?;
+    wit::start_workflow(name, workflow, &input, Some(key)).map_err(Error::from)
 }
 
 fn to_json<I: Serialize + ?Sized>(name: &str, input: &I) -> Result<String> {

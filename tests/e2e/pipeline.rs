@@ -629,3 +629,51 @@ fn a_completed_report_replays_identically() {
     assert!(stdout.contains("result: identical"), "{stdout}");
     eprintln!("replayed {id} ({attempts} step attempts, {} journal entries) identically", recorded.len());
 }
+
+/// The Friday tick after a manual start of the same week (or any second
+/// batch) starts no second report: each client-week is one run, found by
+/// its idempotency key, and both batches name the same runs.
+#[test]
+fn a_second_batch_for_the_same_week_starts_no_report_twice() {
+    let upstream = Upstream::start(&["--faults", "none", "--clients", "3"]);
+    let sb = Sandbox::new();
+    let d = Daemon::start(&sb, &[], &[]);
+    deploy(&d, &upstream);
+    let first = start_week(&d, &upstream);
+    // As the cron tick would: no key of its own, the same week.
+    let second = d.start_run("weekly-batch", json!({ "base_url": upstream.url, "week": WEEK }));
+    assert_ne!(first, second, "two batch runs");
+    let (a, b) = (d.wait(&first), d.wait(&second));
+    assert_eq!((a["status"].as_str(), b["status"].as_str()), (Some("completed"), Some("completed")), "{a}\n{b}");
+    let started = |run: &Value| -> Vec<(String, String)> {
+        let out = json_field(run, "output");
+        let mut runs: Vec<(String, String)> = out["runs"]
+            .as_array()
+            .map(|r| {
+                r.iter()
+                    .map(|x| {
+                        (x["client"].as_str().unwrap_or("").to_owned(), x["run"].as_str().unwrap_or("").to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        runs.sort();
+        runs
+    };
+    assert_eq!(started(&a).len(), 3, "{a}");
+    assert_eq!(started(&a), started(&b), "both batches name the same report runs");
+    let all = wait_reports(&d, "the three reports", Duration::from_secs(120), |runs| completed(runs) >= 3);
+    assert_eq!(
+        all.len(),
+        3,
+        "one report per client, not one per batch: {:?}",
+        all.iter().map(id_of).collect::<Vec<_>>()
+    );
+    let emails = upstream.get("/_upstream/emails");
+    let mut clients: Vec<&str> = emails["emails"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|m| m["client"].as_str()).collect())
+        .unwrap_or_default();
+    clients.sort_unstable();
+    assert_eq!(clients, ["c01", "c02", "c03"], "one email per client: {emails}");
+}

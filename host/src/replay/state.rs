@@ -184,9 +184,10 @@ impl Host for ReplayState {
         name: String,
         workflow: String,
         input: String,
+        idempotency_key: Option<String>,
     ) -> wasmtime::Result<Result<String, StepError>> {
         let (_, recorded) = self.ctx.recorder.take_seq();
-        let request = serde_json::json!({ "workflow": workflow, "input": input }).to_string();
+        let request = crate::workflow::start_request(&workflow, &input, &idempotency_key);
         let call = Call { kind: EntryKind::StartRun, name: name.clone(), request };
         self.check(&recorded, &call)?;
         let Some(started) = recorded.iter().find(|e| e.key.attempt == 0) else {

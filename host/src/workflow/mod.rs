@@ -24,7 +24,7 @@ mod scheduler;
 mod state;
 mod steps;
 
-pub(crate) use orchestration::started_result;
+pub(crate) use orchestration::{start_request, started_result};
 pub use rerun::{RerunError, start_rerun};
 pub use run::{Executor, RunCtx, RunPolicy};
 pub use scheduler::{Until, Worker, WorkerConfig};

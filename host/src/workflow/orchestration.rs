@@ -188,7 +188,7 @@ impl Host for WorkflowState {
                 let value: Value = serde_json::from_str(e.response.as_deref().unwrap_or("null"))?;
                 value["child"].as_str().unwrap_or_default().parse::<RunId>().map_err(wasmtime::Error::msg)?
             }
-            None => match start_child(self.run.clone(), seq, &workflow, &input).await {
+            None => match start_child(self.run.clone(), seq, &workflow, &input, None).await {
                 Ok(id) => {
                     self.ctx.recorder.push([self.entry(seq, 0, &call, json!({ "child": id }).to_string())]);
                     id
@@ -220,22 +220,31 @@ impl Host for WorkflowState {
         name: String,
         workflow: String,
         input: String,
+        idempotency_key: Option<String>,
     ) -> wasmtime::Result<Result<String, StepError>> {
         let (seq, recorded) = self.ctx.recorder.take_seq();
-        let request = json!({ "workflow": workflow, "input": input }).to_string();
-        let call = Call { kind: EntryKind::StartRun, name, request };
+        let call =
+            Call { kind: EntryKind::StartRun, name, request: start_request(&workflow, &input, &idempotency_key) };
         self.check(&recorded, &call)?;
         // One entry, (seq, 0): the run started, or why it could not be.
         if let Some(started) = recorded.iter().find(|e| e.key.attempt == 0) {
             return Ok(started_result(started.response.as_deref()));
         }
-        let response = match start_child(self.run.clone(), seq, &workflow, &input).await {
+        let response = match start_child(self.run.clone(), seq, &workflow, &input, idempotency_key.as_deref()).await {
             Ok(id) => json!({ "child": id }).to_string(),
             Err(Ok(message)) => json!({ "error": { "kind": "fatal", "message": message } }).to_string(),
             Err(Err(why)) => return Err(self.interrupt(why)),
         };
         self.ctx.recorder.push([self.entry(seq, 0, &call, response.clone())]);
         Ok(started_result(Some(&response)))
+    }
+}
+
+/// The journaled request of a `start-workflow` call.
+pub(crate) fn start_request(workflow: &str, input: &str, key: &Option<String>) -> String {
+    match key {
+        None => json!({ "workflow": workflow, "input": input }).to_string(),
+        Some(key) => json!({ "workflow": workflow, "input": input, "idempotency_key": key }).to_string(),
     }
 }
 
@@ -259,6 +268,7 @@ async fn start_child(
     seq: u32,
     workflow: &str,
     input: &str,
+    key: Option<&str>,
 ) -> Result<RunId, Result<String, Interrupt>> {
     if serde_json::from_str::<serde::de::IgnoredAny>(input).is_err() {
         return Err(Ok(format!("the input of child workflow `{workflow}` is not JSON")));
@@ -274,7 +284,7 @@ async fn start_child(
         component: workflow.to_owned(),
         component_hash: resolved.loaded.hash.clone(),
         input: input.to_owned(),
-        idempotency_key: Some(child_key(&run.run.id, seq)),
+        idempotency_key: Some(key.map_or_else(|| child_key(&run.run.id, seq), str::to_owned)),
         created_at: Micros::now(),
         origin: None,
         // A started run lives under its deployment's flow control; a child

@@ -2,10 +2,13 @@
 //!
 //! Input `{"base_url", "week"?}`: the week defaults to the ISO week of the
 //! workflow's (journaled) clock, in UTC. Calls `list-clients`, then
-//! `start_workflow("report-{id}", "weekly-report", …)` for every client,
-//! without waiting for the runs; each is queued under the `weekly-report`
-//! deployment's own flow control. A resumed batch gets back the runs it
-//! already started. Output `{"week", "runs": [{"client", "run"}, …]}`.
+//! `start_workflow_keyed("report-{id}", "weekly-report", …,
+//! "weekly-report:{id}:{week}")` for every client, without waiting for the
+//! runs; each is queued under the `weekly-report` deployment's own flow
+//! control. The key makes each client-week one run: a resumed batch, or a
+//! second batch for the same week (the Friday tick after a manual start),
+//! gets back the runs already started. Output `{"week", "runs": [{"client",
+//! "run"}, …]}`.
 
 use std::time::Duration;
 
@@ -65,7 +68,8 @@ fn weekly_batch(input: Input) -> Result<Output> {
             "week": week,
             "base_url": base,
         });
-        let run = workflow::start_workflow(&format!("report-{}", client.id), "weekly-report", &input)
+        let key = format!("weekly-report:{}:{week}", client.id);
+        let run = workflow::start_workflow_keyed(&format!("report-{}", client.id), "weekly-report", &input, &key)
             .map_err(|e| e.context(format!("starting the report of {}", client.id)))?;
         ferry_sdk::info!("{week} report of {} ({}): {run}", client.id, client.name);
         runs.push(Run { client: client.id, run });
