@@ -9,7 +9,7 @@
 //! bearer token the user typed (kept in `sessionStorage`) and builds the
 //! page with DOM calls and `textContent` only, so every value from a run is
 //! shown as text (charts too: SVG elements made with `createElementNS`,
-//! labels as text nodes). Every action (rerun, retry, cancel, activate) is
+//! labels as text nodes). Every action (rerun, retry, replay, cancel, activate) is
 //! a call to the same API the CLI uses, after a confirmation. Nothing is built at compile time but `include_str!`.
 //!
 //! Security, in one place:

@@ -212,6 +212,14 @@ impl Replayer {
                     .replay_step_call(rec, &call, 0, &recorded, &mut report, swapped_run.then_some(&loaded))
                     .await?;
                 report.output = result.and_then(|r| r.ok());
+                // A lone step still queued or between attempts: what is
+                // recorded replayed, but the run has not ended.
+                if !rec.run.status.is_final() && report.ended_early.is_none() {
+                    report.ended_early = Some(format!(
+                        "the run is {}: the recording ends before it does",
+                        rec.run.status.as_str()
+                    ));
+                }
                 if by_seq.keys().any(|&s| s > 0) {
                     let extra = by_seq.range(1..).next().and_then(|(_, v)| v.first()).cloned();
                     if let Some(e) = extra {
