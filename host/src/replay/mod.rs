@@ -215,10 +215,8 @@ impl Replayer {
                 // A lone step still queued or between attempts: what is
                 // recorded replayed, but the run has not ended.
                 if !rec.run.status.is_final() && report.ended_early.is_none() {
-                    report.ended_early = Some(format!(
-                        "the run is {}: the recording ends before it does",
-                        rec.run.status.as_str()
-                    ));
+                    report.ended_early =
+                        Some(format!("the run is {}: the recording ends before it does", rec.run.status.as_str()));
                 }
                 if by_seq.keys().any(|&s| s > 0) {
                     let extra = by_seq.range(1..).next().and_then(|(_, v)| v.first()).cloned();
