@@ -78,7 +78,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
 
     say("building the pipeline's components (cargo, wasm32-wasip2)…".into());
-    let (_, built) = build_steps(&steps_dir, args.target_dir.as_deref(), false, &[]).await?;
+    // Only the pipeline's crates: a fresh machine need not build the test
+    // fixtures to see the demo.
+    let packages: Vec<String> =
+        pipeline::STEPS.iter().chain(pipeline::WORKFLOWS.iter()).map(|name| (*name).to_owned()).collect();
+    let (_, built) = build_steps(&steps_dir, args.target_dir.as_deref(), false, &packages).await?;
     let components: HashMap<String, PathBuf> = built.into_iter().map(|b| (b.name, b.path)).collect();
 
     fresh_dir(&dir)?;
