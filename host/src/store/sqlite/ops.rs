@@ -781,39 +781,45 @@ async fn fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
 }
 
 async fn insert_entries(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry]) -> Result<()> {
-    for e in entries {
-        if e.run_id != lease.run_id {
-            return Err(Error::Conflict(format!(
-                "journal entry {} belongs to run {}, not to {} whose lease was given",
-                e.key, e.run_id, lease.run_id
-            )));
-        }
-        sqlx::query(
+    if let Some(e) = entries.iter().find(|e| e.run_id != lease.run_id) {
+        return Err(Error::Conflict(format!(
+            "journal entry {} belongs to run {}, not to {} whose lease was given",
+            e.key, e.run_id, lease.run_id
+        )));
+    }
+    // One statement for all of them (in chunks under SQLite's limit of
+    // bound variables): each statement is a round trip to the connection's
+    // thread, and a step's attempt comes with its host calls.
+    const COLUMNS: usize = 15;
+    const CHUNK: usize = 32_766 / COLUMNS;
+    for chunk in entries.chunks(CHUNK) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO journal (run_id, seq, attempt, child, kind, name, request, request_hash, \
-             response, status, error, started_at, finished_at, fuel, component) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.run_id.to_string())
-        .bind(i64::from(e.key.seq))
-        .bind(i64::from(e.key.attempt))
-        .bind(i64::from(e.key.child))
-        .bind(e.kind.as_str())
-        .bind(e.name.as_str())
-        .bind(e.request.as_str())
-        .bind(e.request_hash.as_str())
-        .bind(e.response.as_deref())
-        .bind(e.status.as_str())
-        .bind(e.error.as_deref())
-        .bind(e.started_at.0)
-        .bind(e.finished_at.0)
-        .bind(fuel_to_sql(e.fuel))
-        .bind(e.component.as_deref())
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| {
+             response, status, error, started_at, finished_at, fuel, component) ",
+        );
+        insert.push_values(chunk, |mut row, e| {
+            row.push_bind(e.run_id.to_string())
+                .push_bind(i64::from(e.key.seq))
+                .push_bind(i64::from(e.key.attempt))
+                .push_bind(i64::from(e.key.child))
+                .push_bind(e.kind.as_str())
+                .push_bind(e.name.as_str())
+                .push_bind(e.request.as_str())
+                .push_bind(e.request_hash.as_str())
+                .push_bind(e.response.as_deref())
+                .push_bind(e.status.as_str())
+                .push_bind(e.error.as_deref())
+                .push_bind(e.started_at.0)
+                .push_bind(e.finished_at.0)
+                .push_bind(fuel_to_sql(e.fuel))
+                .push_bind(e.component.as_deref());
+        });
+        insert.build().execute(&mut *conn).await.map_err(|err| {
             if is_unique_violation(&err) {
-                let (key, run) = (e.key, e.run_id);
-                Error::Conflict(format!("journal entry {key} of run {run} already exists"))
+                // SQLite does not say which row: name the chunk's keys.
+                let run = lease.run_id;
+                let keys: Vec<String> = chunk.iter().map(|e| e.key.to_string()).collect();
+                Error::Conflict(format!("a journal entry of run {run} among {} already exists", keys.join(", ")))
             } else {
                 db_err(err)
             }

@@ -155,8 +155,30 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, stats: Arc
 
 /// Runs the operations in one transaction, each under its own savepoint.
 /// `Err` means the transaction failed and nothing of the batch is kept.
-async fn commit_batch(conn: &mut SqliteConnection, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+async fn commit_batch(conn: &mut SqliteConnection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    // A batch of one (the common case on a quiet host, where latency is
+    // measured) needs no savepoint: the transaction is the operation's own.
+    if ops.len() == 1
+        && let Some(op) = ops.pop()
+    {
+        return match apply(&mut tx, op).await {
+            Ok(done) => {
+                tx.commit().await.map_err(db_err)?;
+                Ok(vec![Ok(done)])
+            }
+            // As below: a transaction SQLite rolled back by itself fails
+            // the batch; otherwise the operation's own error is its result.
+            Err(err) if !tx.is_in_transaction() => Err(match err {
+                Error::Unavailable(_) | Error::Database(_) | Error::Corrupt(_) => err,
+                other => Error::Unavailable(format!("the write transaction was rolled back: {other}")),
+            }),
+            Err(err) => {
+                tx.rollback().await.map_err(db_err)?;
+                Ok(vec![Err(err)])
+            }
+        };
+    }
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         let mut savepoint = tx.begin().await.map_err(db_err)?;
