@@ -360,6 +360,27 @@ fn parse_meta_cursor(cursor: &str, client: u32, week: Week) -> Option<u32> {
     (meta_cursor(client, week, page) == cursor).then_some(page)
 }
 
+/// What every GET source page starts with: the bearer token, the query,
+/// and the client and week it names (noted in the request log as they are
+/// read, so a refused request still says whose it was).
+struct GetPage {
+    token: String,
+    issued: Token,
+    q: HashMap<String, String>,
+    client: u32,
+    week: Week,
+}
+
+fn get_page(shared: &Shared, headers: &HeaderMap, raw: Option<&str>, info: &mut Info) -> Result<GetPage, Failure> {
+    let (token, issued) = bearer(shared, headers)?;
+    let q = query(raw);
+    let client = client(shared, q.get("client").map(String::as_str))?;
+    info.client = Some(client_id(client));
+    let week = week(q.get("week").map(String::as_str))?;
+    info.week = Some(week);
+    Ok(GetPage { token, issued, q, client, week })
+}
+
 async fn meta(State(shared): Shr, headers: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let mut info = Info { source: Some(Source::Meta), ..Info::default() };
     let result = meta_page(&shared, &headers, raw.as_deref(), &mut info).await;
@@ -372,12 +393,7 @@ async fn meta_page(
     raw: Option<&str>,
     info: &mut Info,
 ) -> Result<Response, Failure> {
-    let (token, issued) = bearer(shared, headers)?;
-    let q = query(raw);
-    let client = client(shared, q.get("client").map(String::as_str))?;
-    info.client = Some(client_id(client));
-    let week = week(q.get("week").map(String::as_str))?;
-    info.week = Some(week);
+    let GetPage { token, issued, q, client, week } = get_page(shared, headers, raw, info)?;
     let page = match q.get("after") {
         None => 0,
         Some(cursor) => parse_meta_cursor(cursor, client, week)
@@ -421,12 +437,7 @@ async fn offset_page(
     (start_name, count_name): (&str, &str),
     info: &mut Info,
 ) -> Result<OffsetPage, Failure> {
-    let (token, issued) = bearer(shared, headers)?;
-    let q = query(raw);
-    let client = client(shared, q.get("client").map(String::as_str))?;
-    info.client = Some(client_id(client));
-    let week = week(q.get("week").map(String::as_str))?;
-    info.week = Some(week);
+    let GetPage { token, issued, q, client, week } = get_page(shared, headers, raw, info)?;
     let start = number(&q, start_name, 0)?;
     let count = page_size(count_name, number(&q, count_name, PAGE_SIZE)?)?;
     let page = start / PAGE_SIZE;
@@ -474,12 +485,7 @@ async fn warehouse_page(
     raw: Option<&str>,
     info: &mut Info,
 ) -> Result<Response, Failure> {
-    let (token, issued) = bearer(shared, headers)?;
-    let q = query(raw);
-    let client = client(shared, q.get("client").map(String::as_str))?;
-    info.client = Some(client_id(client));
-    let week = week(q.get("week").map(String::as_str))?;
-    info.week = Some(week);
+    let GetPage { token, issued, q, client, week } = get_page(shared, headers, raw, info)?;
     let page = number(&q, "page", 1)?;
     if page == 0 {
         return Err(Failure::bad_request("`page` counts from 1"));
