@@ -358,7 +358,13 @@ fn the_dashboard_shows_a_failed_run_and_reruns_it_from_the_failed_step() {
     b.cmd("POST", "/alert/accept", json!({}));
     let deadline = Instant::now() + WAIT;
     while b.url().ends_with(&failed) {
-        assert!(Instant::now() < deadline, "the page did not move to the new run");
+        assert!(
+            Instant::now() < deadline,
+            "the page did not move to the new run; the page says: {:?}; runs: {}\n{}",
+            b.text("#notice"),
+            d.get("/v1/runs?limit=10"),
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     b.wait_text("#run-status", "completed");
@@ -696,7 +702,13 @@ fn the_stats_page_charts_steps_and_a_failed_run_is_found_by_key_and_retried() {
     b.cmd("POST", "/alert/accept", json!({}));
     let deadline = Instant::now() + WAIT;
     while b.url().ends_with(&failed) {
-        assert!(Instant::now() < deadline, "the page did not move to the new run");
+        assert!(
+            Instant::now() < deadline,
+            "the page did not move to the new run; the page says: {:?}; runs: {}\n{}",
+            b.text("#notice"),
+            d.get("/v1/runs?limit=10"),
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     b.wait_text("#run-status", "completed");
