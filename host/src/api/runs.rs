@@ -62,9 +62,7 @@ pub async fn start_run(
         origin,
         flow: d.config.flow_for(input),
     };
-    let created = state.store.create_run(run).await?;
-    state.runs_ready();
-    Ok(created)
+    Ok(state.store.create_run(run).await?)
 }
 
 #[derive(Deserialize)]
@@ -210,7 +208,6 @@ pub async fn rerun(
     let owner = format!("api-{}", std::process::id());
     match crate::workflow::start_rerun(state.store.as_ref(), &owner, &id, &req.from, component).await {
         Ok((run, kept)) => {
-            state.runs_ready();
             Ok((StatusCode::CREATED, Json(json!({ "run": run, "rerun_of": id, "kept_entries": kept }))).into_response())
         }
         Err(crate::workflow::RerunError::Store(e)) => Err(e.into()),
@@ -284,7 +281,6 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, body: 
         flow: config.flow_for(&input),
     };
     let run = state.store.create_run(run).await?.run().clone();
-    state.runs_ready();
     Ok((StatusCode::CREATED, Json(json!({ "run": run, "retry_of": id }))).into_response())
 }
 
@@ -446,7 +442,7 @@ mod tests {
             .expect("open the store");
         let engine = Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
             .expect("an engine");
-        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, wake: None };
+        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None };
         let mut hashes = Vec::new();
         for n in [1u8, 2] {
             let bytes = vec![0, b'a', b's', b'm', n];

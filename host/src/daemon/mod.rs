@@ -74,12 +74,7 @@ pub async fn serve_on(
         .map_err(StartError::Worker)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let state = AppState {
-        store: store.clone(),
-        engine,
-        token: config.token.clone().map(Arc::new),
-        wake: Some(worker.waker()),
-    };
+    let state = AppState { store: store.clone(), engine, token: config.token.clone().map(Arc::new) };
     let app = api::router(state);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
