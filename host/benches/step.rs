@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
                 created_at: Micros::now(),
                 origin: None,
                 flow: Default::default(),
+                held: false,
             };
             let id = run.id;
             store.create_run(run).await.expect("create");
@@ -172,6 +173,7 @@ fn bench(c: &mut Criterion) {
                     created_at: Micros::now(),
                     origin: None,
                     flow: Default::default(),
+                    held: false,
                 };
                 let id = run.id;
                 store.create_run(run).await.expect("create");

@@ -181,6 +181,7 @@ impl Host {
             created_at: Micros::now(),
             origin: None,
             flow: Default::default(),
+            held: false,
         };
         let created = self.store.create_run(run).await?;
         Ok((loaded, created))

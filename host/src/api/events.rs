@@ -40,6 +40,7 @@ pub async fn send(State(state): State<AppState>, ApiJson(req): ApiJson<SendEvent
             }
         }
     }
+    state.runs_ready();
     Ok(Json(json!({ "event_id": event.id, "woken": woken, "started": started })))
 }
 

@@ -37,6 +37,18 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// When set, every route but `/healthz` needs `Authorization: Bearer`.
     pub token: Option<Arc<String>>,
+    /// Wakes this process's worker when a request made runs ready, so it
+    /// does not wait for its next look (other hosts find them by polling).
+    pub wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl AppState {
+    /// Tells the local worker that runs may be ready.
+    pub fn runs_ready(&self) {
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
+    }
 }
 
 /// The API's routes.

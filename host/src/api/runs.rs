@@ -61,8 +61,11 @@ pub async fn start_run(
         created_at: Micros::now(),
         origin,
         flow: d.config.flow_for(input),
+        held: false,
     };
-    Ok(state.store.create_run(run).await?)
+    let created = state.store.create_run(run).await?;
+    state.runs_ready();
+    Ok(created)
 }
 
 #[derive(Deserialize)]
@@ -208,6 +211,7 @@ pub async fn rerun(
     let owner = format!("api-{}", std::process::id());
     match crate::workflow::start_rerun(state.store.as_ref(), &owner, &id, &req.from, component).await {
         Ok((run, kept)) => {
+            state.runs_ready();
             Ok((StatusCode::CREATED, Json(json!({ "run": run, "rerun_of": id, "kept_entries": kept }))).into_response())
         }
         Err(crate::workflow::RerunError::Store(e)) => Err(e.into()),
@@ -279,8 +283,10 @@ pub async fn retry(State(state): State<AppState>, Path(id): Path<String>, body: 
         created_at: Micros::now(),
         origin: Some(format!("retry of {id}")),
         flow: config.flow_for(&input),
+        held: false,
     };
     let run = state.store.create_run(run).await?.run().clone();
+    state.runs_ready();
     Ok((StatusCode::CREATED, Json(json!({ "run": run, "retry_of": id }))).into_response())
 }
 
@@ -442,7 +448,7 @@ mod tests {
             .expect("open the store");
         let engine = Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
             .expect("an engine");
-        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None };
+        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, wake: None };
         let mut hashes = Vec::new();
         for n in [1u8, 2] {
             let bytes = vec![0, b'a', b's', b'm', n];
@@ -465,6 +471,7 @@ mod tests {
             created_at: Micros(3),
             origin: None,
             flow: Default::default(),
+            held: false,
         };
         let id = state.store.create_run(run).await.expect("create").run().id;
         let lease = state.store.claim(&id, "w", Duration::from_secs(30), Micros(4)).await.expect("claim");

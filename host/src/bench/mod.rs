@@ -272,6 +272,7 @@ pub async fn run(
         created_at: Micros::now(),
         origin: None,
         flow: Default::default(),
+        held: false,
     };
 
     // Warm-up: one run, so the step is loaded and both components are

@@ -74,7 +74,12 @@ pub async fn serve_on(
         .map_err(StartError::Worker)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    let state = AppState { store: store.clone(), engine, token: config.token.clone().map(Arc::new) };
+    let state = AppState {
+        store: store.clone(),
+        engine,
+        token: config.token.clone().map(Arc::new),
+        wake: Some(worker.waker()),
+    };
     let app = api::router(state);
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
@@ -168,6 +173,7 @@ pub async fn fire_due(store: &dyn Store) -> Result<(), crate::store::Error> {
             created_at: now,
             origin: Some(origin),
             flow: d.config.flow_for(&input),
+            held: false,
         };
         if let Some(run) = store.fire_schedule(&s.name, s.next_fire_at, next, run).await? {
             tracing::info!(schedule = %s.name, run = %run.id, late, "schedule fired");

@@ -206,6 +206,18 @@ pub struct NewRun {
     pub origin: Option<String>,
     /// Flow control from its deployment (none for runs outside deployments).
     pub flow: super::Flow,
+    /// Created `waiting` with no wake time instead of `queued`: no worker
+    /// claims it until its creator claims it by id and parks it due (a
+    /// rerun copies the kept journal first, so no worker may start it from
+    /// the beginning in between).
+    pub held: bool,
+}
+
+impl NewRun {
+    /// The status the run is created with: `queued`, or `waiting` when held.
+    pub fn initial_status(&self) -> RunStatus {
+        if self.held { RunStatus::Waiting } else { RunStatus::Queued }
+    }
 }
 
 /// A run as stored.

@@ -69,6 +69,7 @@ macro_rules! contract_tests {
                 event_sent_while_the_run_executes_is_not_lost,
                 claim_ready_takes_queued_runs_and_expired_leases_oldest_first,
                 claim_ready_respects_its_limit,
+                a_held_run_is_claimed_only_by_id,
                 concurrent_claim_ready_calls_get_disjoint_runs,
                 park_with_a_stale_lease_is_lost_and_writes_nothing,
                 cancel_fences_the_worker,
@@ -165,6 +166,7 @@ fn new_run(id: RunId, c: &Component, name: &str, key: Option<&str>) -> NewRun {
         created_at: T0,
         origin: None,
         flow: Default::default(),
+        held: false,
     }
 }
 
@@ -706,6 +708,21 @@ pub(crate) async fn claim_ready_respects_its_limit(store: Arc<dyn Store>) {
         store.claim_ready("w1", TTL, at(20), 2).await.unwrap().into_iter().map(|(r, _)| r.id).collect();
     assert_eq!(first, [run_id(5), run_id(4)], "the oldest first");
     assert_eq!(ready_ids(&*store, "w2", at(20)).await, [run_id(3), run_id(2), run_id(1)]);
+}
+
+pub(crate) async fn a_held_run_is_claimed_only_by_id(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    let held = NewRun { held: true, ..new_run(run_id(1), &c, "report", None) };
+    let created = store.create_run(held).await.unwrap().run().clone();
+    assert_eq!((created.status, created.wake_at), (RunStatus::Waiting, None));
+    assert_eq!(must_run(&*store, &created.id).await, created);
+    assert!(ready_ids(&*store, "w1", at(10_000)).await.is_empty(), "no worker takes a held run");
+
+    let lease = store.claim(&created.id, "creator", TTL, at(1)).await.expect("its creator claims it by id");
+    let park = Park { wake_at: Some(at(2)), event: None };
+    store.park(&lease, vec![entry(created.id, 1, 1, 0)], park).await.unwrap();
+    assert_eq!(ready_ids(&*store, "w1", at(2)).await, [created.id], "parked due, a worker takes it");
 }
 
 pub(crate) async fn concurrent_claim_ready_calls_get_disjoint_runs(store: Arc<dyn Store>) {

@@ -294,6 +294,7 @@ async fn start_child(
             Some(c) => c.flow_for(&serde_json::from_str(input).unwrap_or(Value::Null)),
             None => Default::default(),
         },
+        held: false,
     };
     let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
     Ok(created.run().id)

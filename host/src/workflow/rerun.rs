@@ -49,13 +49,16 @@ pub async fn start_rerun(
             created_at: Micros::now(),
             origin: Some(format!("rerun of {id} from `{from}`")),
             flow: Default::default(),
+            // No worker may take it before the kept journal is copied.
+            held: true,
         })
         .await?;
     let Created::New(new_run) = created else {
         return Err(store::Error::Conflict("a run with the new id already exists".into()).into());
     };
-    // Copy the journal before the step under the new run, fenced by a
-    // lease, then hand the run to the workers, due at once.
+    // The run is held (waiting, no wake time): copy the journal before the
+    // step under it, fenced by a lease, then hand it to the workers, due at
+    // once.
     let lease = store.claim(&new_run.id, owner, Duration::from_secs(60), Micros::now()).await?;
     let kept: Vec<_> = journal
         .into_iter()

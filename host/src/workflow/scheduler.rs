@@ -69,6 +69,8 @@ pub struct Worker {
     config: WorkerConfig,
     /// Leases of the runs in flight.
     held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
+    /// Cuts an idle nap short: runs were just made ready.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -80,7 +82,13 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self, String> {
         let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
-        Ok(Self { store, engine, executor, steps, secrets, config, held: Arc::default() })
+        Ok(Self { store, engine, executor, steps, secrets, config, held: Arc::default(), wake: Arc::default() })
+    }
+
+    /// A handle that wakes this worker from its idle nap (a run was
+    /// created here); a wake while it is busy is kept for its next nap.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Claims and executes runs until `until` holds.
@@ -131,6 +139,7 @@ impl Worker {
                         if let Err(e) = done { tracing::error!(error = %e, "a run's task failed"); }
                     }
                     () = tokio::time::sleep(nap) => {}
+                    () = self.wake.notified() => {}
                 }
             }
             while let Some(done) = in_flight.try_join_next() {

@@ -174,6 +174,7 @@ async fn run_by_key(conn: &mut PgConnection, component: &str, key: &str) -> Resu
 /// idempotency key (also when another host creates it at the same moment:
 /// the insert then waits for that host and inserts nothing).
 pub(super) async fn create_run(conn: &mut PgConnection, run: NewRun) -> Result<Created> {
+    let status = run.initial_status();
     if let Some(key) = &run.idempotency_key
         && let Some(existing) = run_by_key(conn, &run.component, key).await?
     {
@@ -198,7 +199,7 @@ pub(super) async fn create_run(conn: &mut PgConnection, run: NewRun) -> Result<C
     .bind(run.component.as_str())
     .bind(run.component_hash.as_str())
     .bind(run.input.as_str())
-    .bind(RunStatus::Queued.as_str())
+    .bind(status.as_str())
     .bind(run.idempotency_key.as_deref())
     .bind(run.created_at.0)
     .bind(run.origin.as_deref())
@@ -235,7 +236,7 @@ pub(super) async fn create_run(conn: &mut PgConnection, run: NewRun) -> Result<C
         component: run.component,
         component_hash: run.component_hash,
         input: run.input,
-        status: RunStatus::Queued,
+        status,
         output: None,
         error: None,
         idempotency_key: run.idempotency_key,

@@ -30,6 +30,7 @@ fn new_run(ms: u64, flow: Flow) -> NewRun {
         created_at: Micros(T0.0 + i64::try_from(ms).unwrap()),
         origin: None,
         flow,
+        held: false,
     }
 }
 

@@ -100,6 +100,7 @@ pub(super) async fn put_blob(conn: &mut SqliteConnection, hash: &str, bytes: &[u
 /// Creates a queued run, or returns the run that already has its
 /// idempotency key.
 pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<Created> {
+    let status = run.initial_status();
     if let Some(key) = &run.idempotency_key {
         let existing: Option<RunRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -133,7 +134,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
     .bind(run.component.as_str())
     .bind(run.component_hash.as_str())
     .bind(run.input.as_str())
-    .bind(RunStatus::Queued.as_str())
+    .bind(status.as_str())
     .bind(run.idempotency_key.as_deref())
     .bind(run.created_at.0)
     .bind(run.origin.as_deref())
@@ -161,7 +162,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
         component: run.component,
         component_hash: run.component_hash,
         input: run.input,
-        status: RunStatus::Queued,
+        status,
         output: None,
         error: None,
         idempotency_key: run.idempotency_key,
