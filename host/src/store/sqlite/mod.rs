@@ -46,7 +46,7 @@ use sqlx::{Connection, SqliteConnection};
 use self::ops::Candidate;
 use self::rows::{
     ComponentRow, DeploymentRow, EntryRow, EventRow, RunRow, ScheduleRow, db_err, deployment_columns, entry_columns,
-    event_columns, is_busy, run_columns, schedule_columns,
+    event_columns, is_busy, run_columns, schedule_columns, sql_err,
 };
 pub use self::writer::WriterStats;
 use self::writer::{Done, Op, Writer};
@@ -76,7 +76,7 @@ const AFTER_ALL_IDS: &str = "run_~";
 /// The store in a SQLite file.
 pub struct SqliteStore {
     writer: Writer,
-    writer_task: tokio::task::JoinHandle<()>,
+    writer_thread: std::thread::JoinHandle<()>,
     read: SqlitePool,
 }
 
@@ -105,6 +105,16 @@ impl SqliteStore {
             .foreign_keys(true);
         let mut conn = SqliteConnection::connect_with(&write_options).await.map_err(|e| open_err(path_or_url, e))?;
         migrate(&mut conn, path_or_url).await?;
+        conn.close().await.map_err(|e| open_err(path_or_url, e))?;
+        // The writer's own connection, on the file just created and migrated.
+        let path = base.get_filename().to_owned();
+        let writer_conn = tokio::task::spawn_blocking(move || open_writer(&path, durability))
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot open the store at {path_or_url}: {e}")))?
+            .map_err(|e| match sql_err(e) {
+                Error::Unavailable(m) => Error::Unavailable(format!("cannot open the store at {path_or_url}: {m}")),
+                other => Error::Config(format!("cannot open the store at {path_or_url}: {other}")),
+            })?;
 
         // Readers open the file the writer just created and migrated.
         let read_options = base.read_only(true).busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
@@ -115,8 +125,9 @@ impl SqliteStore {
             .await
             .map_err(|e| open_err(path_or_url, e))?;
 
-        let (writer, writer_task) = Writer::spawn(conn);
-        Ok(Self { writer, writer_task, read })
+        let (writer, writer_thread) = Writer::spawn(writer_conn)
+            .map_err(|e| Error::Unavailable(format!("cannot start the store's writer thread: {e}")))?;
+        Ok(Self { writer, writer_thread, read })
     }
 
     /// Counters of the group-commit writer.
@@ -127,10 +138,11 @@ impl SqliteStore {
     /// Stops accepting writes, waits for the queued ones to commit, and
     /// closes every connection.
     pub async fn close(self) {
-        let Self { writer, writer_task, read } = self;
+        let Self { writer, writer_thread, read } = self;
         drop(writer);
-        if let Err(err) = writer_task.await {
-            tracing::warn!(error = %err, "the store's writer task ended abnormally");
+        match tokio::task::spawn_blocking(move || writer_thread.join()).await {
+            Ok(Ok(())) => {}
+            _ => tracing::warn!("the store's writer thread ended abnormally"),
         }
         read.close().await;
     }
@@ -138,6 +150,27 @@ impl SqliteStore {
     async fn write(&self, op: Op) -> Result<Done> {
         self.writer.submit(op).await
     }
+}
+
+/// Opens the writer's connection to the store file `path` (which exists and
+/// is migrated, already in WAL mode, which is a property of the file): the
+/// durability's `synchronous`, the busy timeout and foreign keys, as the
+/// sqlx connections have them.
+fn open_writer(path: &std::path::Path, durability: Durability) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let synchronous = match durability {
+        Durability::Fsync => "FULL",
+        Durability::Buffered => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// Parses a path or a `sqlite:` URL into connect options.

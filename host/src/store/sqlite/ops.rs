@@ -1,26 +1,29 @@
-//! The SQL of each write operation, run by the writer inside the batch
-//! transaction (see [`super::writer`]).
+//! The SQL of each write operation, run by the writer thread inside the
+//! batch transaction (see [`super::writer`]).
 //!
 //! Each function gets the writer's connection with the batch transaction
 //! open (`BEGIN IMMEDIATE`, so the write lock is held and nothing, not even
 //! another process, can change a row between a check and a write) and a
-//! savepoint around the operation: an `Err` returned here rolls back
-//! exactly this operation's writes and leaves the rest of the batch alone.
+//! savepoint around the operation when the batch has several: an `Err`
+//! returned here rolls back exactly this operation's writes and leaves the
+//! rest of the batch alone.
 //!
-//! Fencing is check-then-write: [`fence`] reads the run's epoch and status,
-//! and the writes follow only if the caller's lease is still the current
-//! one. All SQL is `&'static str`, prepared once and cached by the
-//! connection.
+//! The functions are synchronous: the connection belongs to the writer
+//! thread, so a statement is a function call, not a round trip to another
+//! thread. Fencing is check-then-write: [`fence`] reads the run's epoch and
+//! status, and the writes follow only if the caller's lease is still the
+//! current one. All SQL is `&'static str`, prepared once and cached by the
+//! connection (`prepare_cached`).
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{
-    DeploymentRow, EventRow, RunRow, config_to_sql, db_err, deployment_columns, event_columns, fuel_to_sql,
-    is_foreign_key_violation, is_unique_violation, run_columns,
+    DeploymentRow, EventRow, RunRow, config_to_sql, deployment_columns, event_columns, fuel_to_sql,
+    is_foreign_key_violation, is_unique_violation, run_columns, sql_err,
 };
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunErrorKind, RunId, RunStatus,
@@ -28,28 +31,27 @@ use crate::domain::{
 };
 use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
 
+/// Runs one cached statement that returns no rows; the rows it changed.
+fn exec(conn: &Connection, sql: &'static str, params: impl rusqlite::Params) -> Result<usize> {
+    conn.prepare_cached(sql).and_then(|mut st| st.execute(params)).map_err(sql_err)
+}
+
 /// Stores a component unless its hash is already there.
-pub(super) async fn put_component(conn: &mut SqliteConnection, c: &Component) -> Result<bool> {
+pub(super) fn put_component(conn: &Connection, c: &Component) -> Result<bool> {
     let size = i64::try_from(c.bytes.len()).unwrap_or(i64::MAX);
-    let done = sqlx::query(
+    let done = exec(
+        conn,
         "INSERT INTO components (hash, world, bytes, size, created_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(c.hash.as_str())
-    .bind(c.world.as_str())
-    .bind(c.bytes.as_slice())
-    .bind(size)
-    .bind(c.created_at.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(done.rows_affected() == 1)
+        params![c.hash.as_str(), c.world.as_str(), c.bytes.as_slice(), size, c.created_at.0],
+    )?;
+    Ok(done == 1)
 }
 
 /// Takes one start from the sliding-window rate limit `key`; see
 /// [`crate::store::Store::take_rate`].
-pub(super) async fn take_rate(
-    conn: &mut SqliteConnection,
+pub(super) fn take_rate(
+    conn: &Connection,
     key: &str,
     limit: u32,
     period_us: i64,
@@ -57,24 +59,13 @@ pub(super) async fn take_rate(
 ) -> Result<Option<Micros>> {
     // The one writer connection serialises every take.
     let since = now.0.saturating_sub(period_us);
-    sqlx::query("DELETE FROM rate_takes WHERE key = ? AND at <= ?")
-        .bind(key)
-        .bind(since)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    let (count, oldest): (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MIN(at) FROM rate_takes WHERE key = ?")
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    exec(conn, "DELETE FROM rate_takes WHERE key = ? AND at <= ?", params![key, since])?;
+    let (count, oldest): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT COUNT(*), MIN(at) FROM rate_takes WHERE key = ?")
+        .and_then(|mut st| st.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(sql_err)?;
     if count < i64::from(limit) {
-        sqlx::query("INSERT INTO rate_takes (key, at) VALUES (?, ?)")
-            .bind(key)
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
+        exec(conn, "INSERT INTO rate_takes (key, at) VALUES (?, ?)", params![key, now.0])?;
         return Ok(None);
     }
     // Full: room again once the oldest start leaves the window.
@@ -82,36 +73,29 @@ pub(super) async fn take_rate(
 }
 
 /// Stores a blob once by hash; true when new.
-pub(super) async fn put_blob(conn: &mut SqliteConnection, hash: &str, bytes: &[u8], now: Micros) -> Result<bool> {
+pub(super) fn put_blob(conn: &Connection, hash: &str, bytes: &[u8], now: Micros) -> Result<bool> {
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-    let done = sqlx::query(
+    let done = exec(
+        conn,
         "INSERT INTO blobs (hash, bytes, size, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
-    )
-    .bind(hash)
-    .bind(bytes)
-    .bind(size)
-    .bind(now.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(done.rows_affected() == 1)
+        params![hash, bytes, size, now.0],
+    )?;
+    Ok(done == 1)
 }
 
-/// Creates a queued run, or returns the run that already has its
+/// Creates a queued (or held) run, or returns the run that already has its
 /// idempotency key.
-pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<Created> {
+pub(super) fn create_run(conn: &Connection, run: NewRun) -> Result<Created> {
     let status = run.initial_status();
     if let Some(key) = &run.idempotency_key {
-        let existing: Option<RunRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs WHERE component = ? AND idempotency_key = ?"
-        ))
-        .bind(run.component.as_str())
-        .bind(key.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        let existing: Option<RunRow> = conn
+            .prepare_cached(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM runs WHERE component = ? AND idempotency_key = ?"
+            ))
+            .and_then(|mut st| st.query_row(params![run.component.as_str(), key.as_str()], RunRow::read).optional())
+            .map_err(sql_err)?;
         if let Some(row) = existing {
             return Ok(Created::Existing(row.try_into()?));
         }
@@ -124,28 +108,30 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
         Some((key, limit, period)) => (Some(key.as_str()), Some(i64::from(*limit)), Some(*period)),
         None => (None, None, None),
     };
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO runs (id, kind, component, component_hash, input, status, idempotency_key, \
          created_at, origin, concurrency_key, concurrency_limit, rate_key, rate_limit, rate_period, priority) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(run.id.to_string())
-    .bind(run.kind.as_str())
-    .bind(run.component.as_str())
-    .bind(run.component_hash.as_str())
-    .bind(run.input.as_str())
-    .bind(status.as_str())
-    .bind(run.idempotency_key.as_deref())
-    .bind(run.created_at.0)
-    .bind(run.origin.as_deref())
-    .bind(concurrency_key)
-    .bind(concurrency_limit)
-    .bind(rate_key)
-    .bind(rate_limit)
-    .bind(rate_period)
-    .bind(run.flow.priority)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut st| {
+        st.execute(params![
+            run.id.to_string(),
+            run.kind.as_str(),
+            run.component.as_str(),
+            run.component_hash.as_str(),
+            run.input.as_str(),
+            status.as_str(),
+            run.idempotency_key.as_deref(),
+            run.created_at.0,
+            run.origin.as_deref(),
+            concurrency_key,
+            concurrency_limit,
+            rate_key,
+            rate_limit,
+            rate_period,
+            run.flow.priority,
+        ])
+    })
     .map_err(|e| {
         if is_unique_violation(&e) {
             Error::Conflict(format!("a run with id {} already exists", run.id))
@@ -153,7 +139,7 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
             let hash = &run.component_hash;
             Error::NotFound(format!("component {hash} (store it before creating runs of it)"))
         } else {
-            db_err(e)
+            sql_err(e)
         }
     })?;
     Ok(Created::New(Run {
@@ -184,41 +170,30 @@ pub(super) async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Resu
 /// A waiting run is claimable whatever its `wake_at`: an explicit claim by
 /// id is the caller's decision (`ferry exec`, a manual resume), and a
 /// workflow resumed early replays and parks again. Only [`claim_ready`]
-/// waits for `wake_at`. The claim clears `wake_at` and `waiting_on`.
-pub(super) async fn claim(
-    conn: &mut SqliteConnection,
-    id: &RunId,
-    owner: &str,
-    ttl: Duration,
-    now: Micros,
-) -> Result<Lease> {
+/// waits for `wake_at`.
+pub(super) fn claim(conn: &Connection, id: &RunId, owner: &str, ttl: Duration, now: Micros) -> Result<Lease> {
     let expires_at = now.plus(ttl);
-    let epoch: Option<i64> = sqlx::query_scalar(
-        "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
-         lease_expires_at = ?, started_at = COALESCE(started_at, ?), wake_at = NULL, waiting_on = NULL, \
-         event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
-         WHERE id = ? AND (status IN ('queued', 'waiting') \
-            OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?))) \
-         RETURNING lease_epoch",
-    )
-    .bind(owner)
-    .bind(expires_at.0)
-    .bind(now.0)
-    .bind(id.to_string())
-    .bind(now.0)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let epoch: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
+             lease_expires_at = ?, started_at = COALESCE(started_at, ?), wake_at = NULL, waiting_on = NULL, \
+             event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
+             WHERE id = ? AND (status IN ('queued', 'waiting') \
+                OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?))) \
+             RETURNING lease_epoch",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![owner, expires_at.0, now.0, id.to_string(), now.0], |r| r.get(0)).optional()
+        })
+        .map_err(sql_err)?;
     if let Some(epoch) = epoch {
         return Ok(Lease { run_id: *id, owner: owner.to_owned(), epoch, expires_at });
     }
 
-    let row: Option<(String, Option<String>, Option<i64>)> =
-        sqlx::query_as("SELECT status, lease_owner, lease_expires_at FROM runs WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
+    let row: Option<(String, Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT status, lease_owner, lease_expires_at FROM runs WHERE id = ?")
+        .and_then(|mut st| st.query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .map_err(sql_err)?;
     let Some((status, holder, expiry)) = row else {
         return Err(Error::NotFound(format!("run {id}")));
     };
@@ -235,52 +210,47 @@ pub(super) async fn claim(
 }
 
 /// Extends a live lease.
-pub(super) async fn heartbeat(conn: &mut SqliteConnection, lease: &Lease, ttl: Duration, now: Micros) -> Result<Lease> {
-    fence(conn, lease).await?;
+pub(super) fn heartbeat(conn: &Connection, lease: &Lease, ttl: Duration, now: Micros) -> Result<Lease> {
+    fence(conn, lease)?;
     let expires_at = now.plus(ttl);
-    sqlx::query("UPDATE runs SET lease_expires_at = ? WHERE id = ?")
-        .bind(expires_at.0)
-        .bind(lease.run_id.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    exec(conn, "UPDATE runs SET lease_expires_at = ? WHERE id = ?", params![expires_at.0, lease.run_id.to_string()])?;
     Ok(Lease { expires_at, ..lease.clone() })
 }
 
 /// Appends journal entries under a lease.
-pub(super) async fn append(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry]) -> Result<()> {
-    fence(conn, lease).await?;
-    insert_entries(conn, lease, entries).await
+pub(super) fn append(conn: &Connection, lease: &Lease, entries: &[Entry]) -> Result<()> {
+    fence(conn, lease)?;
+    insert_entries(conn, lease, entries)
 }
 
 /// Appends the last entries, records the outcome and releases the lease.
-pub(super) async fn finish(
-    conn: &mut SqliteConnection,
+pub(super) fn finish(
+    conn: &Connection,
     lease: &Lease,
     entries: &[Entry],
     outcome: &Outcome,
     now: Micros,
 ) -> Result<()> {
-    fence(conn, lease).await?;
-    insert_entries(conn, lease, entries).await?;
+    fence(conn, lease)?;
+    insert_entries(conn, lease, entries)?;
     let (status, output, error) = match outcome {
         Outcome::Completed { output } => (RunStatus::Completed, Some(output.as_str()), None),
         Outcome::Failed { error } => (RunStatus::Failed, None, Some(error)),
         Outcome::Cancelled => (RunStatus::Cancelled, None, None),
     };
-    sqlx::query(
+    exec(
+        conn,
         "UPDATE runs SET status = ?, output = ?, error_kind = ?, error_message = ?, \
          finished_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-    )
-    .bind(status.as_str())
-    .bind(output)
-    .bind(error.map(|e| e.kind.as_str()))
-    .bind(error.map(|e| e.message.as_str()))
-    .bind(now.0)
-    .bind(lease.run_id.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+        params![
+            status.as_str(),
+            output,
+            error.map(|e| e.kind.as_str()),
+            error.map(|e| e.message.as_str()),
+            now.0,
+            lease.run_id.to_string()
+        ],
+    )?;
     Ok(())
 }
 
@@ -302,16 +272,17 @@ pub(super) async fn finish(
 /// query; when the candidates run out while more may be admissible, the
 /// query runs again (it sees this batch's claims). Every query's first
 /// candidate is admissible, so the loop ends within `limit` queries.
-pub(super) async fn claim_ready(
-    conn: &mut SqliteConnection,
+pub(super) fn claim_ready(
+    conn: &Connection,
     owner: &str,
     ttl: Duration,
     now: Micros,
     limit: u32,
 ) -> Result<Vec<(Run, Lease)>> {
     let want = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut ungated: VecDeque<Ungated> = sqlx::query_as(
-        "SELECT id, priority, ready_at FROM ( \
+    let mut ungated: VecDeque<Ungated> = conn
+        .prepare_cached(
+            "SELECT id, priority, ready_at FROM ( \
            SELECT * FROM (SELECT id, priority, wake_at AS ready_at FROM runs \
              WHERE status = 'waiting' AND wake_at <= ? ORDER BY priority DESC, wake_at, id LIMIT ?) AS due \
            UNION ALL \
@@ -319,16 +290,12 @@ pub(super) async fn claim_ready(
              WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?) \
              ORDER BY priority DESC, created_at, id LIMIT ?) AS expired \
          ) AS ready ORDER BY priority DESC, ready_at, id LIMIT ?",
-    )
-    .bind(now.0)
-    .bind(i64::from(limit))
-    .bind(now.0)
-    .bind(i64::from(limit))
-    .bind(i64::from(limit))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?
-    .into();
+        )
+        .and_then(|mut st| {
+            let limit = i64::from(limit);
+            st.query_map(params![now.0, limit, now.0, limit, limit], Ungated::read)?.collect()
+        })
+        .map_err(sql_err)?;
 
     let mut queued: VecDeque<Candidate> = VecDeque::new();
     // Whether the last candidate query may have left admissible runs out.
@@ -344,12 +311,13 @@ pub(super) async fn claim_ready(
         }
         if queued.is_empty() && more_queued {
             let remaining = want - claimed.len();
-            let fresh: Vec<Candidate> = sqlx::query_as(QUEUED_CANDIDATES)
-                .bind(now.0)
-                .bind(i64::try_from(remaining).unwrap_or(i64::MAX))
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_err)?;
+            let fresh: Vec<Candidate> = conn
+                .prepare_cached(QUEUED_CANDIDATES)
+                .and_then(|mut st| {
+                    let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
+                    st.query_map(params![now.0, remaining], Candidate::read)?.collect()
+                })
+                .map_err(sql_err)?;
             more_queued = fresh.len() == remaining;
             queued = fresh.into();
             claimed_since = ClaimedSince::default();
@@ -371,20 +339,16 @@ pub(super) async fn claim_ready(
             u.id
         };
         // Picked under the write lock a moment ago: the update matches.
-        let row: RunRow = sqlx::query_as(concat!(
-            "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
-             lease_expires_at = ?, started_at = COALESCE(started_at, ?), wake_at = NULL, waiting_on = NULL, \
-             event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
-             WHERE id = ? RETURNING ",
-            run_columns!()
-        ))
-        .bind(owner)
-        .bind(expires_at.0)
-        .bind(now.0)
-        .bind(id.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        let row: RunRow = conn
+            .prepare_cached(concat!(
+                "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
+                 lease_expires_at = ?, started_at = COALESCE(started_at, ?), wake_at = NULL, waiting_on = NULL, \
+                 event_mark = COALESCE((SELECT MAX(id) FROM events), 0) \
+                 WHERE id = ? RETURNING ",
+                run_columns!()
+            ))
+            .and_then(|mut st| st.query_row(params![owner, expires_at.0, now.0, id.as_str()], RunRow::read))
+            .map_err(sql_err)?;
         let run = Run::try_from(row)?;
         let lease = Lease { run_id: run.id, owner: owner.to_owned(), epoch: run.lease_epoch, expires_at };
         claimed.push((run, lease));
@@ -426,11 +390,16 @@ const QUEUED_CANDIDATES: &str = concat!(
 );
 
 /// A due waiting run or an expired lease.
-#[derive(sqlx::FromRow)]
 struct Ungated {
     id: String,
     priority: i64,
     ready_at: i64,
+}
+
+impl Ungated {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { id: r.get("id")?, priority: r.get("priority")?, ready_at: r.get("ready_at")? })
+    }
 }
 
 /// A queued run with its flow control and the counts it is checked against.
@@ -450,6 +419,22 @@ pub(super) struct Candidate {
 }
 
 impl Candidate {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get("id")?,
+            priority: r.get("priority")?,
+            created_at: r.get("created_at")?,
+            component: r.get("component")?,
+            concurrency_key: r.get("concurrency_key")?,
+            concurrency_limit: r.get("concurrency_limit")?,
+            in_progress: r.get("in_progress")?,
+            rate_key: r.get("rate_key")?,
+            rate_limit: r.get("rate_limit")?,
+            rate_period: r.get("rate_period")?,
+            started: r.get("started")?,
+        })
+    }
+
     /// Whether the run may start, given the claims made since its counts
     /// were read.
     fn admissible(&self, since: &ClaimedSince) -> bool {
@@ -501,65 +486,57 @@ impl Counts {
 /// Appends the entries and parks the run until `wake_at` or its event;
 /// the lease is released, its epoch kept (like [`finish`]). A matching
 /// event stored since the claim makes the run due at once (see below).
-pub(super) async fn park(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry], park: &Park) -> Result<()> {
-    fence(conn, lease).await?;
-    insert_entries(conn, lease, entries).await?;
+pub(super) fn park(conn: &Connection, lease: &Lease, entries: &[Entry], park: &Park) -> Result<()> {
+    fence(conn, lease)?;
+    insert_entries(conn, lease, entries)?;
     // An event of that name stored since the claim may have come after the
     // worker last looked: then the run is due at once (at the event's time)
     // rather than waiting for an event that was already sent. At worst the
     // run replays once for an event it had already taken.
     let mut wake_at = park.wake_at;
     if let Some(event) = &park.event {
-        let sent: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(created_at) FROM events WHERE name = ? AND id > (SELECT event_mark FROM runs WHERE id = ?)",
-        )
-        .bind(event.as_str())
-        .bind(lease.run_id.to_string())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
+        let sent: Option<i64> = conn
+            .prepare_cached(
+                "SELECT MIN(created_at) FROM events WHERE name = ? AND id > (SELECT event_mark FROM runs WHERE id = ?)",
+            )
+            .and_then(|mut st| st.query_row(params![event.as_str(), lease.run_id.to_string()], |r| r.get(0)))
+            .map_err(sql_err)?;
         if let Some(sent) = sent.map(Micros) {
             wake_at = Some(wake_at.map_or(sent, |w| w.min(sent)));
         }
     }
-    sqlx::query(
+    exec(
+        conn,
         "UPDATE runs SET status = 'waiting', wake_at = ?, waiting_on = ?, lease_owner = NULL, \
          lease_expires_at = NULL WHERE id = ?",
-    )
-    .bind(wake_at.map(|t| t.0))
-    .bind(park.event.as_deref())
-    .bind(lease.run_id.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+        params![wake_at.map(|t| t.0), park.event.as_deref(), lease.run_id.to_string()],
+    )?;
     Ok(())
 }
 
 /// Cancels a run that is not final. Bumps the epoch, so the lease of a
 /// worker still executing it is fenced out.
-pub(super) async fn cancel(conn: &mut SqliteConnection, id: &RunId, reason: &str, now: Micros) -> Result<Run> {
-    let row: Option<RunRow> = sqlx::query_as(concat!(
-        "UPDATE runs SET status = 'cancelled', error_kind = ?, error_message = ?, finished_at = ?, \
-         lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1, wake_at = NULL, \
-         waiting_on = NULL \
-         WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled') RETURNING ",
-        run_columns!()
-    ))
-    .bind(RunErrorKind::Cancelled.as_str())
-    .bind(reason)
-    .bind(now.0)
-    .bind(id.to_string())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
+pub(super) fn cancel(conn: &Connection, id: &RunId, reason: &str, now: Micros) -> Result<Run> {
+    let row: Option<RunRow> = conn
+        .prepare_cached(concat!(
+            "UPDATE runs SET status = 'cancelled', error_kind = ?, error_message = ?, finished_at = ?, \
+             lease_owner = NULL, lease_expires_at = NULL, lease_epoch = lease_epoch + 1, wake_at = NULL, \
+             waiting_on = NULL \
+             WHERE id = ? AND status NOT IN ('completed', 'failed', 'cancelled') RETURNING ",
+            run_columns!()
+        ))
+        .and_then(|mut st| {
+            st.query_row(params![RunErrorKind::Cancelled.as_str(), reason, now.0, id.to_string()], RunRow::read)
+                .optional()
+        })
+        .map_err(sql_err)?;
     if let Some(row) = row {
         return Run::try_from(row);
     }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?")
+        .and_then(|mut st| st.query_row([id.to_string()], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
     match status {
         None => Err(Error::NotFound(format!("run {id}"))),
         Some(status) => Err(Error::Conflict(format!("run {id} is {status}; a finished run cannot be cancelled"))),
@@ -569,53 +546,38 @@ pub(super) async fn cancel(conn: &mut SqliteConnection, id: &RunId, reason: &str
 /// Stores an event and wakes the runs waiting on its name: their `wake_at`
 /// becomes `now`, or stays if it is already earlier. Returns the event and
 /// how many runs wait on the name (all of them are now due).
-pub(super) async fn send_event(
-    conn: &mut SqliteConnection,
-    name: &str,
-    data: &str,
-    now: Micros,
-) -> Result<(Event, u64)> {
-    let row: EventRow = sqlx::query_as(concat!(
-        "INSERT INTO events (name, data, created_at) VALUES (?, ?, ?) RETURNING ",
-        event_columns!()
-    ))
-    .bind(name)
-    .bind(data)
-    .bind(now.0)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    let woken = sqlx::query(
+pub(super) fn send_event(conn: &Connection, name: &str, data: &str, now: Micros) -> Result<(Event, u64)> {
+    let row: EventRow = conn
+        .prepare_cached(concat!(
+            "INSERT INTO events (name, data, created_at) VALUES (?, ?, ?) RETURNING ",
+            event_columns!()
+        ))
+        .and_then(|mut st| st.query_row(params![name, data, now.0], EventRow::read))
+        .map_err(sql_err)?;
+    let woken = exec(
+        conn,
         "UPDATE runs SET wake_at = CASE WHEN wake_at IS NOT NULL AND wake_at < ? THEN wake_at ELSE ? END \
          WHERE status = 'waiting' AND waiting_on = ?",
-    )
-    .bind(now.0)
-    .bind(now.0)
-    .bind(name)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?
-    .rows_affected();
-    Ok((Event::from(row), woken))
+        params![now.0, now.0, name],
+    )?;
+    Ok((Event::from(row), woken as u64))
 }
 
 /// Makes a new active version of deployment `name`, unless the active
 /// version already has this component and config (then it is returned
 /// with `false` and nothing is written).
-pub(super) async fn deploy(
-    conn: &mut SqliteConnection,
+pub(super) fn deploy(
+    conn: &Connection,
     name: &str,
     hash: &ComponentHash,
     world: World,
     config: &DeploymentConfig,
     now: Micros,
 ) -> Result<(Deployment, bool)> {
-    let active: Option<DeploymentRow> =
-        sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND active"))
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
+    let active: Option<DeploymentRow> = conn
+        .prepare_cached(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND active"))
+        .and_then(|mut st| st.query_row([name], DeploymentRow::read).optional())
+        .map_err(sql_err)?;
     // An active version that cannot be read back (a bad stored config) is
     // replaced rather than blocking every deploy of the name.
     if let Some(Ok(active)) = active.map(Deployment::try_from)
@@ -625,35 +587,24 @@ pub(super) async fn deploy(
     {
         return Ok((active, false));
     }
-    let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE name = ?")
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let version: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(version), 0) + 1 FROM deployments WHERE name = ?")
+        .and_then(|mut st| st.query_row([name], |r| r.get(0)))
+        .map_err(sql_err)?;
     let version = u32::try_from(version)
         .map_err(|_| Error::Corrupt(format!("deployment {name}: version {version} is out of range")))?;
-    sqlx::query("UPDATE deployments SET active = FALSE WHERE name = ? AND active")
-        .bind(name)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    sqlx::query(
+    let config_text = config_to_sql(config)?;
+    exec(conn, "UPDATE deployments SET active = FALSE WHERE name = ? AND active", [name])?;
+    conn.prepare_cached(
         "INSERT INTO deployments (name, version, hash, world, config, active, created_at) \
          VALUES (?, ?, ?, ?, ?, TRUE, ?)",
     )
-    .bind(name)
-    .bind(i64::from(version))
-    .bind(hash.as_str())
-    .bind(world.as_str())
-    .bind(config_to_sql(config)?)
-    .bind(now.0)
-    .execute(&mut *conn)
-    .await
+    .and_then(|mut st| st.execute(params![name, i64::from(version), hash.as_str(), world.as_str(), config_text, now.0]))
     .map_err(|e| {
         if is_foreign_key_violation(&e) {
             Error::NotFound(format!("component {hash} (store it before deploying it)"))
         } else {
-            db_err(e)
+            sql_err(e)
         }
     })?;
     let deployment = Deployment {
@@ -669,63 +620,56 @@ pub(super) async fn deploy(
 }
 
 /// Makes `version` the active version of `name`.
-pub(super) async fn activate(conn: &mut SqliteConnection, name: &str, version: u32) -> Result<Deployment> {
-    let row: Option<DeploymentRow> =
-        sqlx::query_as(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND version = ?"))
-            .bind(name)
-            .bind(i64::from(version))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
+pub(super) fn activate(conn: &Connection, name: &str, version: u32) -> Result<Deployment> {
+    let row: Option<DeploymentRow> = conn
+        .prepare_cached(concat!("SELECT ", deployment_columns!(), " FROM deployments WHERE name = ? AND version = ?"))
+        .and_then(|mut st| st.query_row(params![name, i64::from(version)], DeploymentRow::read).optional())
+        .map_err(sql_err)?;
     let Some(row) = row else {
         return Err(Error::NotFound(format!("deployment {name} version {version}")));
     };
     let deployment = Deployment::try_from(row)?;
     // Deactivate first: the partial unique index allows one active version
     // per name at every moment, not just at the commit.
-    sqlx::query("UPDATE deployments SET active = FALSE WHERE name = ? AND active AND version <> ?")
-        .bind(name)
-        .bind(i64::from(version))
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    sqlx::query("UPDATE deployments SET active = TRUE WHERE name = ? AND version = ?")
-        .bind(name)
-        .bind(i64::from(version))
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    exec(
+        conn,
+        "UPDATE deployments SET active = FALSE WHERE name = ? AND active AND version <> ?",
+        params![name, i64::from(version)],
+    )?;
+    exec(
+        conn,
+        "UPDATE deployments SET active = TRUE WHERE name = ? AND version = ?",
+        params![name, i64::from(version)],
+    )?;
     Ok(Deployment { active: true, ..deployment })
 }
 
 /// Creates or replaces a schedule (every column takes the given value).
-pub(super) async fn put_schedule(conn: &mut SqliteConnection, s: &Schedule) -> Result<()> {
-    sqlx::query(
+pub(super) fn put_schedule(conn: &Connection, s: &Schedule) -> Result<()> {
+    exec(
+        conn,
         "INSERT INTO schedules (name, workflow, cron, timezone, input, next_fire_at, last_fired_at, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET workflow = excluded.workflow, cron = excluded.cron, \
            timezone = excluded.timezone, input = excluded.input, next_fire_at = excluded.next_fire_at, \
            last_fired_at = excluded.last_fired_at, created_at = excluded.created_at",
-    )
-    .bind(s.name.as_str())
-    .bind(s.workflow.as_str())
-    .bind(s.cron.as_str())
-    .bind(s.timezone.as_str())
-    .bind(s.input.as_str())
-    .bind(s.next_fire_at.0)
-    .bind(s.last_fired_at.map(|t| t.0))
-    .bind(s.created_at.0)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+        params![
+            s.name.as_str(),
+            s.workflow.as_str(),
+            s.cron.as_str(),
+            s.timezone.as_str(),
+            s.input.as_str(),
+            s.next_fire_at.0,
+            s.last_fired_at.map(|t| t.0),
+            s.created_at.0
+        ],
+    )?;
     Ok(())
 }
 
 /// Deletes a schedule.
-pub(super) async fn delete_schedule(conn: &mut SqliteConnection, name: &str) -> Result<()> {
-    let done =
-        sqlx::query("DELETE FROM schedules WHERE name = ?").bind(name).execute(&mut *conn).await.map_err(db_err)?;
-    if done.rows_affected() == 0 {
+pub(super) fn delete_schedule(conn: &Connection, name: &str) -> Result<()> {
+    if exec(conn, "DELETE FROM schedules WHERE name = ?", [name])? == 0 {
         return Err(Error::NotFound(format!("schedule {name}")));
     }
     Ok(())
@@ -735,40 +679,34 @@ pub(super) async fn delete_schedule(conn: &mut SqliteConnection, name: &str) -> 
 /// then the run, in this operation's savepoint (a run that cannot be
 /// created leaves the tick unfired). An idempotency key that already has a
 /// run gives that run.
-pub(super) async fn fire_schedule(
-    conn: &mut SqliteConnection,
+pub(super) fn fire_schedule(
+    conn: &Connection,
     name: &str,
     tick: Micros,
     next: Micros,
     run: NewRun,
 ) -> Result<Option<Run>> {
-    let moved =
-        sqlx::query("UPDATE schedules SET next_fire_at = ?, last_fired_at = ? WHERE name = ? AND next_fire_at = ?")
-            .bind(next.0)
-            .bind(tick.0)
-            .bind(name)
-            .bind(tick.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+    let moved = exec(
+        conn,
+        "UPDATE schedules SET next_fire_at = ?, last_fired_at = ? WHERE name = ? AND next_fire_at = ?",
+        params![next.0, tick.0, name, tick.0],
+    )?;
     if moved == 0 {
         return Ok(None);
     }
-    Ok(Some(match create_run(conn, run).await? {
+    Ok(Some(match create_run(conn, run)? {
         Created::New(run) | Created::Existing(run) => run,
     }))
 }
 
 /// Checks that `lease` is still the run's current lease: the run exists,
 /// its epoch is the lease's, and it is running (not finished and released).
-async fn fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
+fn fence(conn: &Connection, lease: &Lease) -> Result<()> {
     let id = &lease.run_id;
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT status, lease_epoch FROM runs WHERE id = ?")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT status, lease_epoch FROM runs WHERE id = ?")
+        .and_then(|mut st| st.query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(sql_err)?;
     let Some((status, current)) = row else {
         return Err(Error::NotFound(format!("run {id}")));
     };
@@ -781,50 +719,53 @@ async fn fence(conn: &mut SqliteConnection, lease: &Lease) -> Result<()> {
     Ok(())
 }
 
-async fn insert_entries(conn: &mut SqliteConnection, lease: &Lease, entries: &[Entry]) -> Result<()> {
+/// Inserts the entries with one cached single-row statement: on the
+/// writer's own connection a statement is a function call, so a statement
+/// per row costs less than building a multi-row one per batch shape.
+fn insert_entries(conn: &Connection, lease: &Lease, entries: &[Entry]) -> Result<()> {
     if let Some(e) = entries.iter().find(|e| e.run_id != lease.run_id) {
         return Err(Error::Conflict(format!(
             "journal entry {} belongs to run {}, not to {} whose lease was given",
             e.key, e.run_id, lease.run_id
         )));
     }
-    // One statement for all of them (in chunks under SQLite's limit of
-    // bound variables): each statement is a round trip to the connection's
-    // thread, and a step's attempt comes with its host calls.
-    const COLUMNS: usize = 15;
-    const CHUNK: usize = 32_766 / COLUMNS;
-    for chunk in entries.chunks(CHUNK) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn
+        .prepare_cached(
             "INSERT INTO journal (run_id, seq, attempt, child, kind, name, request, request_hash, \
-             response, status, error, started_at, finished_at, fuel, component) ",
-        );
-        insert.push_values(chunk, |mut row, e| {
-            row.push_bind(e.run_id.to_string())
-                .push_bind(i64::from(e.key.seq))
-                .push_bind(i64::from(e.key.attempt))
-                .push_bind(i64::from(e.key.child))
-                .push_bind(e.kind.as_str())
-                .push_bind(e.name.as_str())
-                .push_bind(e.request.as_str())
-                .push_bind(e.request_hash.as_str())
-                .push_bind(e.response.as_deref())
-                .push_bind(e.status.as_str())
-                .push_bind(e.error.as_deref())
-                .push_bind(e.started_at.0)
-                .push_bind(e.finished_at.0)
-                .push_bind(fuel_to_sql(e.fuel))
-                .push_bind(e.component.as_deref());
-        });
-        insert.build().execute(&mut *conn).await.map_err(|err| {
-            if is_unique_violation(&err) {
-                // SQLite does not say which row: name the chunk's keys.
-                let run = lease.run_id;
-                let keys: Vec<String> = chunk.iter().map(|e| e.key.to_string()).collect();
-                Error::Conflict(format!("a journal entry of run {run} among {} already exists", keys.join(", ")))
-            } else {
-                db_err(err)
-            }
-        })?;
+             response, status, error, started_at, finished_at, fuel, component) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(sql_err)?;
+    let run = lease.run_id.to_string();
+    for e in entries {
+        insert
+            .execute(params![
+                run,
+                i64::from(e.key.seq),
+                i64::from(e.key.attempt),
+                i64::from(e.key.child),
+                e.kind.as_str(),
+                e.name.as_str(),
+                e.request.as_str(),
+                e.request_hash.as_str(),
+                e.response.as_deref(),
+                e.status.as_str(),
+                e.error.as_deref(),
+                e.started_at.0,
+                e.finished_at.0,
+                fuel_to_sql(e.fuel),
+                e.component.as_deref(),
+            ])
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    Error::Conflict(format!("journal entry {} of run {} already exists", e.key, lease.run_id))
+                } else {
+                    sql_err(err)
+                }
+            })?;
     }
     Ok(())
 }

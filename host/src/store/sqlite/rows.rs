@@ -326,16 +326,6 @@ pub(super) fn db_err(err: sqlx::Error) -> Error {
     }
 }
 
-/// Whether the error is a UNIQUE or PRIMARY KEY violation.
-pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error().map(|e| e.kind()) == Some(sqlx::error::ErrorKind::UniqueViolation)
-}
-
-/// Whether the error is a FOREIGN KEY violation.
-pub(super) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error().map(|e| e.kind()) == Some(sqlx::error::ErrorKind::ForeignKeyViolation)
-}
-
 /// A copy of an error, for when one failure (a failed commit) must be
 /// reported to every writer of a batch. Same variant, same text.
 pub(super) fn replicate(err: &Error) -> Error {
@@ -350,6 +340,99 @@ pub(super) fn replicate(err: &Error) -> Error {
         Error::Config(s) => Error::Config(s.clone()),
         Error::Database(e) => Error::Database(e.to_string().into()),
     }
+}
+
+/// Rows read by the writer thread, which owns its connection through
+/// rusqlite (see [`super::writer`]); the readers use sqlx.
+pub(super) mod direct {
+    use rusqlite::Row;
+
+    use super::{DeploymentRow, EventRow, RunRow};
+
+    impl RunRow {
+        pub(in crate::store::sqlite) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                id: r.get("id")?,
+                kind: r.get("kind")?,
+                component: r.get("component")?,
+                component_hash: r.get("component_hash")?,
+                input: r.get("input")?,
+                status: r.get("status")?,
+                output: r.get("output")?,
+                error_kind: r.get("error_kind")?,
+                error_message: r.get("error_message")?,
+                idempotency_key: r.get("idempotency_key")?,
+                created_at: r.get("created_at")?,
+                started_at: r.get("started_at")?,
+                finished_at: r.get("finished_at")?,
+                lease_owner: r.get("lease_owner")?,
+                lease_epoch: r.get("lease_epoch")?,
+                lease_expires_at: r.get("lease_expires_at")?,
+                wake_at: r.get("wake_at")?,
+                waiting_on: r.get("waiting_on")?,
+                origin: r.get("origin")?,
+            })
+        }
+    }
+
+    impl EventRow {
+        pub(in crate::store::sqlite) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self { id: r.get("id")?, name: r.get("name")?, data: r.get("data")?, created_at: r.get("created_at")? })
+        }
+    }
+
+    impl DeploymentRow {
+        pub(in crate::store::sqlite) fn read(r: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                name: r.get("name")?,
+                version: r.get("version")?,
+                hash: r.get("hash")?,
+                world: r.get("world")?,
+                config: r.get("config")?,
+                active: r.get("active")?,
+                created_at: r.get("created_at")?,
+            })
+        }
+    }
+}
+
+/// The primary SQLite result code of a rusqlite error, when it has one.
+fn direct_code(err: &rusqlite::Error) -> Option<i64> {
+    match err {
+        rusqlite::Error::SqliteFailure(e, _) => Some(i64::from(e.extended_code) & 0xff),
+        _ => None,
+    }
+}
+
+/// Maps an error of the writer's connection to the store error the caller
+/// can act on (the same classes as [`db_err`]).
+pub(super) fn sql_err(err: rusqlite::Error) -> Error {
+    match direct_code(&err) {
+        Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
+            Error::Unavailable(err.to_string())
+        }
+        Some(SQLITE_CORRUPT | SQLITE_NOTADB) => Error::Corrupt(err.to_string()),
+        Some(_) => Error::Database(Box::new(err)),
+        None => match err {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::Utf8Error(..) => Error::Corrupt(err.to_string()),
+            other => Error::Database(Box::new(other)),
+        },
+    }
+}
+
+/// Whether the writer's statement broke a UNIQUE or PRIMARY KEY constraint.
+pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _)
+        if matches!(e.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY))
+}
+
+/// Whether the writer's statement broke a FOREIGN KEY constraint.
+pub(super) fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(e, _) if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
 }
 
 #[cfg(test)]

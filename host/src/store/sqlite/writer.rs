@@ -1,11 +1,17 @@
-//! The single writer: one task, one connection, group commit.
+//! The single writer: one thread, one connection, group commit.
 //!
-//! Every write of the store becomes an [`Op`] sent to the writer task with a
-//! oneshot for its answer. The task takes everything pending (up to
+//! Every write of the store becomes an [`Op`] sent to the writer thread with
+//! a oneshot for its answer. The thread takes everything pending (up to
 //! [`MAX_BATCH`] operations), runs it in one `BEGIN IMMEDIATE` transaction
 //! with a savepoint per operation, commits once, and only then answers each
 //! operation. One commit (one fsync with `synchronous=FULL`) thus serves
 //! every writer that arrived while the previous commit was in flight.
+//!
+//! The thread owns its connection outright (rusqlite, on the same SQLite
+//! library sqlx links): a statement is a function call on this thread, so a
+//! write costs two thread hand-offs (the op in, the answer out) however many
+//! statements it runs. Through sqlx every statement was a round trip to
+//! sqlx's own worker thread; see docs/PERFORMANCE.md for what that cost.
 //!
 //! Per operation: an error rolls back to the operation's savepoint, so a
 //! fenced-out append (`LeaseLost`) or a duplicate entry (`Conflict`) writes
@@ -20,11 +26,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ops;
-use super::rows::{db_err, replicate};
+use super::rows::{replicate, sql_err};
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, Schedule, World,
 };
@@ -103,13 +109,16 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task, which owns `conn` until every handle is
+    /// Starts the writer thread, which owns `conn` until every handle is
     /// dropped; it then finishes what is queued and closes the connection.
-    pub(super) fn spawn(conn: SqliteConnection) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(super) fn spawn(conn: Connection) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
-        let task = tokio::spawn(run(conn, rx, Arc::clone(&stats)));
-        (Self { jobs, stats }, task)
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("ferry-sqlite-writer".into())
+            .spawn(move || run(conn, rx, &thread_stats))?;
+        Ok((Self { jobs, stats }, thread))
     }
 
     pub(super) fn stats(&self) -> &WriterStats {
@@ -127,13 +136,20 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-        match commit_batch(&mut conn, ops).await {
+        match commit_batch(&mut conn, ops) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     // The caller may have stopped waiting; nothing to do then.
@@ -148,115 +164,131 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, stats: Arc
             }
         }
     }
-    if let Err(err) = conn.close().await {
+    if let Err((_, err)) = conn.close() {
         tracing::warn!(error = %err, "closing the store's write connection failed");
     }
 }
 
+/// Runs one cached statement of transaction control.
+fn control(conn: &Connection, sql: &'static str) -> Result<()> {
+    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(drop).map_err(sql_err)
+}
+
 /// Runs the operations in one transaction, each under its own savepoint.
 /// `Err` means the transaction failed and nothing of the batch is kept.
-async fn commit_batch(conn: &mut SqliteConnection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+fn commit_batch(conn: &mut Connection, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+    control(conn, "BEGIN IMMEDIATE")?;
+    let result = run_batch(conn, ops);
+    // A failed batch (a statement of transaction control failed, or SQLite
+    // rolled back by itself) leaves the connection outside a transaction
+    // for the next one.
+    if result.is_err() && !conn.is_autocommit() {
+        if let Err(err) = control(conn, "ROLLBACK") {
+            tracing::warn!(error = %err, "rolling back a failed write batch failed");
+        }
+    }
+    result
+}
+
+/// The body of [`commit_batch`], from just after `BEGIN` to the commit.
+fn run_batch(conn: &Connection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
     // A batch of one (the common case on a quiet host, where latency is
     // measured) needs no savepoint: the transaction is the operation's own.
     if ops.len() == 1
         && let Some(op) = ops.pop()
     {
-        return match apply(&mut tx, op).await {
+        return match apply(conn, op) {
             Ok(done) => {
-                tx.commit().await.map_err(db_err)?;
+                control(conn, "COMMIT")?;
                 Ok(vec![Ok(done)])
             }
             // As below: a transaction SQLite rolled back by itself fails
             // the batch; otherwise the operation's own error is its result.
-            Err(err) if !tx.is_in_transaction() => Err(match err {
-                Error::Unavailable(_) | Error::Database(_) | Error::Corrupt(_) => err,
-                other => Error::Unavailable(format!("the write transaction was rolled back: {other}")),
-            }),
+            Err(err) if conn.is_autocommit() => Err(rolled_back(err)),
             Err(err) => {
-                tx.rollback().await.map_err(db_err)?;
+                control(conn, "ROLLBACK")?;
                 Ok(vec![Err(err)])
             }
         };
     }
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        let mut savepoint = tx.begin().await.map_err(db_err)?;
-        let result = apply(&mut savepoint, op).await;
-        match result {
+        control(conn, "SAVEPOINT op")?;
+        match apply(conn, op) {
             Ok(done) => {
-                savepoint.commit().await.map_err(db_err)?;
+                control(conn, "RELEASE op")?;
                 results.push(Ok(done));
             }
             Err(err) => {
-                savepoint.rollback().await.map_err(db_err)?;
                 // On some errors (I/O, disk full) SQLite rolls back the whole
-                // transaction by itself, and sqlx then reports the rollback
-                // to the savepoint as done. The operations before this one
-                // are lost with it: the batch must fail, not carry on in
+                // transaction by itself. The operations before this one are
+                // lost with it: the batch must fail, not carry on in
                 // autocommit mode and acknowledge them.
-                if !tx.is_in_transaction() {
-                    return Err(match err {
-                        Error::Unavailable(_) | Error::Database(_) | Error::Corrupt(_) => err,
-                        other => Error::Unavailable(format!("the write transaction was rolled back: {other}")),
-                    });
+                if conn.is_autocommit() {
+                    return Err(rolled_back(err));
                 }
+                control(conn, "ROLLBACK TO op")?;
+                control(conn, "RELEASE op")?;
                 results.push(Err(err));
             }
         }
     }
-    if !tx.is_in_transaction() {
+    if conn.is_autocommit() {
         return Err(Error::Unavailable("the write transaction was rolled back before its commit".into()));
     }
-    tx.commit().await.map_err(db_err)?;
+    control(conn, "COMMIT")?;
     Ok(results)
 }
 
-async fn apply(conn: &mut SqliteConnection, op: Op) -> Result<Done> {
+/// The batch's error when SQLite rolled the transaction back by itself.
+fn rolled_back(err: Error) -> Error {
+    match err {
+        Error::Unavailable(_) | Error::Database(_) | Error::Corrupt(_) => err,
+        other => Error::Unavailable(format!("the write transaction was rolled back: {other}")),
+    }
+}
+
+fn apply(conn: &Connection, op: Op) -> Result<Done> {
     Ok(match op {
-        Op::PutComponent(c) => Done::Inserted(ops::put_component(conn, &c).await?),
-        Op::PutBlob { hash, bytes, now } => Done::Inserted(ops::put_blob(conn, &hash, &bytes, now).await?),
-        Op::TakeRate { key, limit, period_us, now } => {
-            Done::Rate(ops::take_rate(conn, &key, limit, period_us, now).await?)
-        }
-        Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run).await?)),
-        Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now).await?),
-        Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now).await?),
+        Op::PutComponent(c) => Done::Inserted(ops::put_component(conn, &c)?),
+        Op::PutBlob { hash, bytes, now } => Done::Inserted(ops::put_blob(conn, &hash, &bytes, now)?),
+        Op::TakeRate { key, limit, period_us, now } => Done::Rate(ops::take_rate(conn, &key, limit, period_us, now)?),
+        Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run)?)),
+        Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now)?),
+        Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now)?),
         Op::Append { lease, entries } => {
-            ops::append(conn, &lease, &entries).await?;
+            ops::append(conn, &lease, &entries)?;
             Done::Written
         }
         Op::Finish { lease, entries, outcome, now } => {
-            ops::finish(conn, &lease, &entries, &outcome, now).await?;
+            ops::finish(conn, &lease, &entries, &outcome, now)?;
             Done::Written
         }
-        Op::ClaimReady { owner, ttl, now, limit } => {
-            Done::Claimed(ops::claim_ready(conn, &owner, ttl, now, limit).await?)
-        }
+        Op::ClaimReady { owner, ttl, now, limit } => Done::Claimed(ops::claim_ready(conn, &owner, ttl, now, limit)?),
         Op::Park { lease, entries, park } => {
-            ops::park(conn, &lease, &entries, &park).await?;
+            ops::park(conn, &lease, &entries, &park)?;
             Done::Written
         }
-        Op::Cancel { id, reason, now } => Done::Run(Box::new(ops::cancel(conn, &id, &reason, now).await?)),
+        Op::Cancel { id, reason, now } => Done::Run(Box::new(ops::cancel(conn, &id, &reason, now)?)),
         Op::SendEvent { name, data, now } => {
-            let (event, woken) = ops::send_event(conn, &name, &data, now).await?;
+            let (event, woken) = ops::send_event(conn, &name, &data, now)?;
             Done::Event(event, woken)
         }
         Op::Deploy { name, hash, world, config, now } => {
-            let (deployment, created) = ops::deploy(conn, &name, &hash, world, &config, now).await?;
+            let (deployment, created) = ops::deploy(conn, &name, &hash, world, &config, now)?;
             Done::Deployment(Box::new(deployment), created)
         }
-        Op::Activate { name, version } => Done::Deployment(Box::new(ops::activate(conn, &name, version).await?), true),
+        Op::Activate { name, version } => Done::Deployment(Box::new(ops::activate(conn, &name, version)?), true),
         Op::PutSchedule(schedule) => {
-            ops::put_schedule(conn, &schedule).await?;
+            ops::put_schedule(conn, &schedule)?;
             Done::Written
         }
         Op::DeleteSchedule(name) => {
-            ops::delete_schedule(conn, &name).await?;
+            ops::delete_schedule(conn, &name)?;
             Done::Written
         }
         Op::FireSchedule { name, tick, next, run } => {
-            Done::Fired(ops::fire_schedule(conn, &name, tick, next, *run).await?.map(Box::new))
+            Done::Fired(ops::fire_schedule(conn, &name, tick, next, *run)?.map(Box::new))
         }
     })
 }
