@@ -161,7 +161,14 @@ impl Engine {
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            // Copy a component's data segments into a fresh instance rather
+            // than map them copy-on-write: a guest's first writes to a
+            // CoW-mapped page fault and flush the TLB of every core running
+            // this process (an IPI each), which cost more than the copy of a
+            // step's few KiB of data (docs/PERFORMANCE.md: +2 to +13 %
+            // step-runs/s on the seed bench).
+            .memory_init_cow(false);
         let wasmtime = wasmtime::Engine::new(&wt).map_err(wasm_err)?;
 
         let mut step_linker = Linker::<StepState>::new(&wasmtime);

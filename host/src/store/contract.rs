@@ -1163,6 +1163,7 @@ pub(crate) async fn run_counts_count_runs_by_status(store: Arc<dyn Store>) {
         counts.iter().filter(|(s, _)| *s == status).map(|(_, n)| *n).sum::<u64>()
     };
     assert_eq!(store.run_counts().await.unwrap().iter().map(|(_, n)| n).sum::<u64>(), 0);
+    assert_eq!(store.unfinished_runs().await.unwrap(), 0);
     for ms in 1..=3 {
         queued(&*store, run_id(ms)).await;
     }
@@ -1174,6 +1175,8 @@ pub(crate) async fn run_counts_count_runs_by_status(store: Arc<dyn Store>) {
     assert_eq!(count(counts.clone(), RunStatus::Running), 1);
     assert_eq!(count(counts.clone(), RunStatus::Completed), 1);
     assert_eq!(count(counts, RunStatus::Failed), 0);
+    parked(&*store, run_id(6), None, Some("approved")).await;
+    assert_eq!(store.unfinished_runs().await.unwrap(), 5, "3 queued, 1 running, 1 waiting");
 }
 
 // ------------------------------------------------ dashboard reads (store::stats)

@@ -287,6 +287,10 @@ pub trait Store: Send + Sync + 'static {
     /// left out).
     async fn run_counts(&self) -> Result<Vec<(RunStatus, u64)>>;
 
+    /// How many runs are not final (queued, running or waiting): a range of
+    /// the status index, cheap however many finished runs the store holds.
+    async fn unfinished_runs(&self) -> Result<u64>;
+
     /// Why each of these queued runs is still queued: a concurrency or rate
     /// limit holding it back, by run id (runs not held back are absent).
     async fn queue_reasons(&self, ids: &[RunId], now: Micros) -> Result<Vec<(RunId, String)>>;

@@ -421,7 +421,7 @@ impl Executor {
                 return Ok(Ending::Finished(Outcome::Failed { error: RunError { kind: RunErrorKind::Host, message } }));
             }
         };
-        let journal = ctx.store.journal(&ctx.run.id).await?;
+        let journal = journal_of(&ctx).await?;
         let recorder = Recorder::workflow(ctx.run.id, journal);
         let info = RunInfo {
             run_id: ctx.run.id,
@@ -502,9 +502,20 @@ impl Executor {
     }
 }
 
+/// The run's journal so far. On the run's first lease (epoch 1) it is
+/// empty without a read: every entry is written under a lease, and no lease
+/// came before this one (a rerun's kept entries are written under its
+/// creator's lease, so the worker's is the second).
+async fn journal_of(ctx: &RunCtx) -> Result<Vec<Entry>, store::Error> {
+    if ctx.lease.epoch == 1 {
+        return Ok(Vec::new());
+    }
+    ctx.store.journal(&ctx.run.id).await
+}
+
 /// A lone-step run: one step call at seq 0, retried under the policy.
 async fn execute_lone_step(ctx: &Arc<RunCtx>) -> Ending {
-    let journal = match ctx.store.journal(&ctx.run.id).await {
+    let journal = match journal_of(ctx).await {
         Ok(j) => j,
         Err(e) => return Ending::Abandoned(e.to_string()),
     };

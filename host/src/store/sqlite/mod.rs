@@ -494,6 +494,14 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn unfinished_runs(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running', 'waiting')")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_err)?;
+        u64::try_from(n).map_err(|_| Error::Corrupt(format!("runs: a count of {n} unfinished runs")))
+    }
+
     async fn run_counts(&self) -> Result<Vec<(RunStatus, u64)>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
