@@ -119,6 +119,11 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+/// Bytes of a pooled linear memory kept resident between instances when
+/// the kernel can report which pages are dirty (PAGEMAP_SCAN): only those
+/// are reset. A Rust guest's stack (1 MiB) and data sit below ~1.2 MiB.
+const KEEP_RESIDENT_SCANNED: usize = 2 << 20;
+
 /// The WebAssembly engine, shared by every attempt of this process.
 pub struct Engine {
     wasmtime: wasmtime::Engine,
@@ -148,27 +153,28 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Self, StartError> {
         let wasm_err = |e: wasmtime::Error| StartError::Wasmtime(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
+        let pagemap_scan = PoolingAllocationConfig::is_pagemap_scan_available();
         pool.total_component_instances(config.max_instances)
             .total_core_instances(config.max_instances.saturating_mul(4))
             .total_memories(config.max_instances.saturating_mul(2))
             .total_tables(config.max_instances.saturating_mul(4))
             .total_stacks(config.max_instances)
             .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX))
-            .linear_memory_keep_resident(64 << 10)
+            // A slot's dirty pages (found with Linux's PAGEMAP_SCAN, 6.7+)
+            // are reset in place up to this size instead of given back with
+            // madvise: the next instance in the slot takes no page faults,
+            // and no TLB-flush IPI goes to the other cores. On the seed
+            // bench that doubled step-runs/s (docs/PERFORMANCE.md). Without
+            // the ioctl the first 64 KiB are kept, as before.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(if pagemap_scan { KEEP_RESIDENT_SCANNED } else { 64 << 10 })
             .table_keep_resident(64 << 10);
         let mut wt = wasmtime::Config::new();
         wt.consume_fuel(true)
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            // Copy a component's data segments into a fresh instance rather
-            // than map them copy-on-write: a guest's first writes to a
-            // CoW-mapped page fault and flush the TLB of every core running
-            // this process (an IPI each), which cost more than the copy of a
-            // step's few KiB of data (docs/PERFORMANCE.md: +2 to +13 %
-            // step-runs/s on the seed bench).
-            .memory_init_cow(false);
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let wasmtime = wasmtime::Engine::new(&wt).map_err(wasm_err)?;
 
         let mut step_linker = Linker::<StepState>::new(&wasmtime);
