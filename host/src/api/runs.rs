@@ -156,12 +156,23 @@ pub async fn wait(
     let id = parse_id(&id)?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(60_000));
     let deadline = tokio::time::Instant::now() + timeout;
+    let never = tokio::sync::Notify::new();
+    let ended = state.ended.as_deref().unwrap_or(&never);
     loop {
+        // Registered before the read, so a run that ends right after it
+        // still wakes this request.
+        let signal = ended.notified();
+        tokio::pin!(signal);
+        signal.as_mut().enable();
         let run = get_run(&state, &id).await?;
         if run.status.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(json!({ "run": run })));
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Another host may end it: look again after 25 ms at the latest.
+        tokio::select! {
+            () = &mut signal => {}
+            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+        }
     }
 }
 
@@ -448,7 +459,7 @@ mod tests {
             .expect("open the store");
         let engine = Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
             .expect("an engine");
-        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, wake: None };
+        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, wake: None, ended: None };
         let mut hashes = Vec::new();
         for n in [1u8, 2] {
             let bytes = vec![0, b'a', b's', b'm', n];

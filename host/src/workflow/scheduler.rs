@@ -2,7 +2,7 @@
 //! keeps their leases alive, and sleeps until the next timer when idle.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
@@ -12,6 +12,10 @@ use crate::domain::Run;
 use crate::domain::{Micros, RunId, RunStatus};
 use crate::engine::{Engine, Secrets};
 use crate::store::{self, Lease, Store};
+
+/// How long a worker near its run limit waits for more slots to free up
+/// before it claims for the few it has (see [`Worker::run`]).
+const CLAIM_DEFER: Duration = Duration::from_millis(2);
 
 /// Worker settings.
 #[derive(Clone, Debug)]
@@ -71,6 +75,9 @@ pub struct Worker {
     held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
     /// Cuts an idle nap short: runs were just made ready.
     wake: Arc<tokio::sync::Notify>,
+    /// Signalled each time one of this worker's run executions ends
+    /// (finished, parked or abandoned).
+    ended: Arc<tokio::sync::Notify>,
 }
 
 impl Worker {
@@ -82,7 +89,17 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self, String> {
         let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
-        Ok(Self { store, engine, executor, steps, secrets, config, held: Arc::default(), wake: Arc::default() })
+        Ok(Self {
+            store,
+            engine,
+            executor,
+            steps,
+            secrets,
+            config,
+            held: Arc::default(),
+            wake: Arc::default(),
+            ended: Arc::default(),
+        })
     }
 
     /// A handle that wakes this worker from its idle nap (a run was
@@ -91,9 +108,22 @@ impl Worker {
         self.wake.clone()
     }
 
+    /// Signalled (`notify_waiters`) each time one of this worker's run
+    /// executions ends, so a waiter can look at the run again at once
+    /// rather than at its next poll.
+    pub fn ended_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.ended.clone()
+    }
+
     /// Claims and executes runs until `until` holds.
     pub async fn run(&self, until: Until) -> Result<(), store::Error> {
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        // Near the run limit, slots are claimed for in groups: a claim is a
+        // write transaction with a few queries, and one per finished run
+        // was a large share of the store writer's work under load. A slot
+        // waits at most CLAIM_DEFER for others to free up.
+        let group = (self.config.max_runs / 8).max(1);
+        let mut short_since: Option<Instant> = None;
         loop {
             if self.done(&until, in_flight.is_empty()).await? {
                 if let Until::Shutdown(_, grace) = &until {
@@ -108,9 +138,17 @@ impl Worker {
                 return Ok(());
             }
             let free = self.config.max_runs.saturating_sub(in_flight.len());
+            if free == 0 {
+                short_since = None;
+            }
+            let deferred = free > 0
+                && free < group
+                && !in_flight.is_empty()
+                && short_since.get_or_insert_with(Instant::now).elapsed() < CLAIM_DEFER;
             // A store that cannot be reached (a lost connection, a restarting
             // server) must not stop the worker: it looks again after a nap.
-            let claimed = if free > 0 {
+            let claimed = if free > 0 && !deferred {
+                short_since = None;
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
                 match self.store.claim_ready(&self.config.owner, self.config.lease_ttl, Micros::now(), limit).await {
                     Ok(claimed) => claimed,
@@ -129,10 +167,17 @@ impl Worker {
                 in_flight.spawn(job);
             }
             if idle {
-                let nap = match self.store.next_wake().await {
-                    Ok(Some(at)) => at.since(Micros::now()).min(self.config.poll),
-                    Ok(None) | Err(store::Error::Unavailable(_)) => self.config.poll,
-                    Err(e) => return Err(e),
+                let nap = if deferred {
+                    short_since.map_or(CLAIM_DEFER, |t| CLAIM_DEFER.saturating_sub(t.elapsed()))
+                } else if free == 0 {
+                    // Full: only a finished run (or the poll) changes that.
+                    self.config.poll
+                } else {
+                    match self.store.next_wake().await {
+                        Ok(Some(at)) => at.since(Micros::now()).min(self.config.poll),
+                        Ok(None) | Err(store::Error::Unavailable(_)) => self.config.poll,
+                        Err(e) => return Err(e),
+                    }
                 };
                 tokio::select! {
                     Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -192,7 +237,7 @@ impl Worker {
 
     /// The task executing one claimed run, with its heartbeat.
     fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let (store, engine, executor, steps, secrets, config, held) = (
+        let (store, engine, executor, steps, secrets, config, held, ended) = (
             self.store.clone(),
             self.engine.clone(),
             self.executor.clone(),
@@ -200,12 +245,14 @@ impl Worker {
             self.secrets.clone(),
             self.config.clone(),
             self.held.clone(),
+            self.ended.clone(),
         );
         held.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, lease.clone());
         async move {
             let id = run.id;
             let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            ended.notify_waiters();
             match ending {
                 Ok(e) => tracing::debug!(run = %id, ending = ?e, "run executed"),
                 Err(e) => tracing::error!(run = %id, error = %e, "executing the run failed"),
