@@ -40,10 +40,10 @@ pub struct AppState {
     /// Wakes this process's worker when a request made runs ready, so it
     /// does not wait for its next look (other hosts find them by polling).
     pub wake: Option<Arc<tokio::sync::Notify>>,
-    /// Signalled when this process's worker ends a run's execution, so a
-    /// waiting request looks again at once (runs other hosts execute are
+    /// The ids of runs whose execution by this process's worker ended, so
+    /// a waiting request looks again at once (runs other hosts execute are
     /// found by polling).
-    pub ended: Option<Arc<tokio::sync::Notify>>,
+    pub ended: Option<tokio::sync::broadcast::Sender<crate::domain::RunId>>,
 }
 
 impl AppState {

@@ -156,22 +156,32 @@ pub async fn wait(
     let id = parse_id(&id)?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(30_000).min(60_000));
     let deadline = tokio::time::Instant::now() + timeout;
-    let never = tokio::sync::Notify::new();
-    let ended = state.ended.as_deref().unwrap_or(&never);
+    // Subscribed before the first look, so a run that ends right after it
+    // is still announced.
+    let mut ended = state.ended.as_ref().map(tokio::sync::broadcast::Sender::subscribe);
     loop {
-        // Registered before the read, so a run that ends right after it
-        // still wakes this request.
-        let signal = ended.notified();
-        tokio::pin!(signal);
-        signal.as_mut().enable();
         let run = get_run(&state, &id).await?;
         if run.status.is_final() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(json!({ "run": run })));
         }
-        // Another host may end it: look again after 25 ms at the latest.
-        tokio::select! {
-            () = &mut signal => {}
-            () = tokio::time::sleep(Duration::from_millis(25)) => {}
+        // Look again when this run's execution here ends, or after 25 ms
+        // at the latest (another host may be executing it).
+        let poll = tokio::time::sleep(Duration::from_millis(25));
+        tokio::pin!(poll);
+        loop {
+            let Some(rx) = ended.as_mut() else {
+                poll.as_mut().await;
+                break;
+            };
+            tokio::select! {
+                () = poll.as_mut() => break,
+                got = rx.recv() => match got {
+                    Ok(other) if other != id => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => ended = None,
+                    // Ours, or so many ended that ours may be among them.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                },
+            }
         }
     }
 }

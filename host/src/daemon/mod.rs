@@ -79,7 +79,7 @@ pub async fn serve_on(
         engine,
         token: config.token.clone().map(Arc::new),
         wake: Some(worker.waker()),
-        ended: Some(worker.ended_signal()),
+        ended: Some(worker.ended_runs()),
     };
     let app = api::router(state);
     let mut http_stop = stop_rx.clone();

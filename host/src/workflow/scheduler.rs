@@ -13,6 +13,10 @@ use crate::domain::{Micros, RunId, RunStatus};
 use crate::engine::{Engine, Secrets};
 use crate::store::{self, Lease, Store};
 
+/// Run ends a slow listener may fall behind by before it is told it lagged
+/// (and then looks at its run again).
+const ENDED_BACKLOG: usize = 1024;
+
 /// How long a worker near its run limit waits for more slots to free up
 /// before it claims for the few it has (see [`Worker::run`]).
 const CLAIM_DEFER: Duration = Duration::from_millis(2);
@@ -75,9 +79,9 @@ pub struct Worker {
     held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
     /// Cuts an idle nap short: runs were just made ready.
     wake: Arc<tokio::sync::Notify>,
-    /// Signalled each time one of this worker's run executions ends
-    /// (finished, parked or abandoned).
-    ended: Arc<tokio::sync::Notify>,
+    /// The id of each run whose execution by this worker ended (finished,
+    /// parked or abandoned), for whoever waits on one.
+    ended: tokio::sync::broadcast::Sender<RunId>,
 }
 
 impl Worker {
@@ -98,7 +102,7 @@ impl Worker {
             config,
             held: Arc::default(),
             wake: Arc::default(),
-            ended: Arc::default(),
+            ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
         })
     }
 
@@ -108,10 +112,10 @@ impl Worker {
         self.wake.clone()
     }
 
-    /// Signalled (`notify_waiters`) each time one of this worker's run
-    /// executions ends, so a waiter can look at the run again at once
-    /// rather than at its next poll.
-    pub fn ended_signal(&self) -> Arc<tokio::sync::Notify> {
+    /// Announces the id of each run whose execution by this worker ends,
+    /// so a waiter can look at its run again at once rather than at its
+    /// next poll (subscribe before looking the first time).
+    pub fn ended_runs(&self) -> tokio::sync::broadcast::Sender<RunId> {
         self.ended.clone()
     }
 
@@ -252,7 +256,8 @@ impl Worker {
             let id = run.id;
             let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            ended.notify_waiters();
+            // Nobody listening is fine.
+            let _ = ended.send(id);
             match ending {
                 Ok(e) => tracing::debug!(run = %id, ending = ?e, "run executed"),
                 Err(e) => tracing::error!(run = %id, error = %e, "executing the run failed"),
