@@ -301,6 +301,62 @@ fn bench_on_postgres_works_in_a_fresh_schema_and_drops_it() {
     assert!(left.is_empty(), "the bench drops its schema {schema}");
 }
 
+/// A bench on Postgres stopped with Ctrl-C (SIGINT) still drops its schema.
+#[test]
+fn an_interrupted_bench_on_postgres_drops_its_schema() {
+    use std::io::BufRead;
+    let Some(pg) = PgSchema::create("an_interrupted_bench_on_postgres_drops_its_schema") else {
+        return;
+    };
+    let base = std::env::var("FERRY_TEST_POSTGRES").expect("set when PgSchema::create succeeds").trim().to_owned();
+    let dir = guests().to_str().expect("utf-8 path").to_owned();
+    let mut child = std::process::Command::new(crate::support::ferry_bin())
+        .args(["bench", "--db", base.as_str(), "--steps-dir", dir.as_str()])
+        .args(["--workflows", "1000000", "--durability", "buffered", "--json"])
+        .arg("--cache-dir")
+        .arg(crate::support::root().join("target").join("e2e-cache"))
+        .env_remove("FERRY_LOG")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ferry");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let schema = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx.recv_timeout(left).expect("the bench names its schema on stderr");
+        if let Some(rest) = line.strip_prefix("working in schema ") {
+            break rest.split_whitespace().next().expect("a schema name").to_owned();
+        }
+    };
+    assert!(schema.starts_with("ferry_bench_"), "{schema}");
+    let exists =
+        |name: &str| !pg.query(&format!("SELECT nspname::text FROM pg_namespace WHERE nspname = '{name}'")).is_empty();
+    assert!(exists(&schema), "the schema {schema} exists while the bench runs");
+
+    let pid = child.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-INT", pid.as_str()]).status().expect("run kill");
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ferry") {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the interrupted bench did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let said: Vec<String> = rx.try_iter().collect();
+    assert!(!status.success(), "an interrupted bench fails: {said:?}");
+    assert!(said.iter().any(|l| l.contains("interrupted")), "it says it was interrupted: {said:?}");
+    assert!(!exists(&schema), "the interrupted bench dropped {schema}: {said:?}");
+}
+
 /// Two `ferry serve` on one Postgres: the bench through one of them sees
 /// every run completed, whichever host executed it.
 #[test]

@@ -114,7 +114,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(file)
         }
     };
-    let measured = in_process(&args, &store_args, &guests, db_file.as_deref(), schema.as_ref()).await;
+    // Ctrl-C (or SIGINT) stops the bench but still drops its schema. The
+    // handler is in place before the schema is named, so an interrupt right
+    // after that line is caught too.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
+    if let Some(schema) = &schema {
+        eprintln!("working in schema {} (dropped when the bench ends, also on Ctrl-C)", schema.name);
+    }
+    let measured = tokio::select! {
+        measured = in_process(&args, &store_args, &guests, db_file.as_deref(), schema.as_ref()) => measured,
+        _ = interrupt.recv() => Err(anyhow::anyhow!("interrupted: the bench stopped before it finished")),
+    };
     let schema_name = schema.as_ref().map(|s| s.name.clone());
     if let Some(schema) = schema {
         let name = schema.name.clone();
