@@ -32,7 +32,7 @@ use crate::domain::{
 use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
 
 /// Runs one cached statement that returns no rows; the rows it changed.
-fn exec(conn: &Connection, sql: &'static str, params: impl rusqlite::Params) -> Result<usize> {
+pub(super) fn exec(conn: &Connection, sql: &'static str, params: impl rusqlite::Params) -> Result<usize> {
     conn.prepare_cached(sql).and_then(|mut st| st.execute(params)).map_err(sql_err)
 }
 

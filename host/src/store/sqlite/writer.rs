@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::ops;
-use super::rows::{replicate, sql_err};
+use super::rows::replicate;
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, Schedule, World,
 };
@@ -196,7 +196,7 @@ fn next_job(rx: &mut mpsc::Receiver<Job>) -> Option<Job> {
 
 /// Runs one cached statement of transaction control.
 fn control(conn: &Connection, sql: &'static str) -> Result<()> {
-    conn.prepare_cached(sql).and_then(|mut st| st.execute([])).map(drop).map_err(sql_err)
+    ops::exec(conn, sql, []).map(drop)
 }
 
 /// Runs the operations in one transaction, each under its own savepoint.
