@@ -26,11 +26,11 @@ pub fn guests() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = root().join("target").join("e2e-steps");
+        // Relative paths, as a person types them: cargo runs in the steps
+        // folder, and ferry must not read them relative to that.
         let out = Command::new(ferry_bin())
-            .args(["build", "--json", "--dir"])
-            .arg(root().join("steps"))
-            .arg("--target-dir")
-            .arg(&target)
+            .current_dir(root())
+            .args(["build", "--json", "--dir", "steps", "--target-dir", "target/e2e-steps"])
             .output()
             .expect("run ferry build");
         assert!(

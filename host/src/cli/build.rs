@@ -62,11 +62,15 @@ pub async fn build_steps(
     debug: bool,
     packages: &[String],
 ) -> anyhow::Result<(PathBuf, Vec<Built>)> {
+    // Cargo runs in `dir`, so paths given relative to here must not be
+    // read relative to there.
+    let dir = &std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let target_dir = target_dir.map(std::path::absolute).transpose().context("cannot resolve --target-dir")?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
         bail!("{} has no Cargo.toml: point --dir at the Cargo workspace of your steps", dir.display());
     }
-    let target_dir = target_dir.map_or_else(|| dir.join("target"), Path::to_path_buf);
+    let target_dir = target_dir.unwrap_or_else(|| dir.join("target"));
     let profile = if debug { "debug" } else { "release" };
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.arg("build").arg("--target").arg(TARGET).arg("--manifest-path").arg(&manifest);

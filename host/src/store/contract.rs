@@ -170,7 +170,7 @@ fn new_run(id: RunId, c: &Component, name: &str, key: Option<&str>) -> NewRun {
     }
 }
 
-fn entry(run: RunId, seq: u32, attempt: u32, child: u32) -> Entry {
+pub(crate) fn entry(run: RunId, seq: u32, attempt: u32, child: u32) -> Entry {
     let request = format!(r#"{{"seq":{seq},"attempt":{attempt},"child":{child}}}"#);
     Entry {
         run_id: run,
@@ -190,7 +190,7 @@ fn entry(run: RunId, seq: u32, attempt: u32, child: u32) -> Entry {
 }
 
 /// A queued run of a stored component.
-async fn queued(store: &dyn Store, id: RunId) -> Run {
+pub(crate) async fn queued(store: &dyn Store, id: RunId) -> Run {
     let c = component(1);
     store.put_component(&c).await.expect("put component");
     match store.create_run(new_run(id, &c, "report", None)).await.expect("create run") {

@@ -121,7 +121,10 @@ impl Worker {
 
     /// Claims and executes runs until `until` holds.
     pub async fn run(&self, until: Until) -> Result<(), store::Error> {
-        let mut in_flight: JoinSet<()> = JoinSet::new();
+        let mut in_flight: JoinSet<(RunId, Settled)> = JoinSet::new();
+        // How this worker's execution of `until`'s run last ended, if it
+        // did: `done` need not read the run then.
+        let mut target_ended: Option<Settled> = None;
         // Near the run limit, slots are claimed for in groups: a claim is a
         // write transaction with a few queries, and one per finished run
         // was a large share of the store writer's work under load. A slot
@@ -129,7 +132,7 @@ impl Worker {
         let group = (self.config.max_runs / 8).max(1);
         let mut short_since: Option<Instant> = None;
         loop {
-            if self.done(&until, in_flight.is_empty()).await? {
+            if self.done(&until, in_flight.is_empty(), target_ended.take()).await? {
                 if let Until::Shutdown(_, grace) = &until {
                     let drained =
                         tokio::time::timeout(*grace, async { while in_flight.join_next().await.is_some() {} });
@@ -165,7 +168,10 @@ impl Worker {
             } else {
                 Vec::new()
             };
-            let idle = claimed.is_empty();
+            // Fewer runs than asked for: no more are ready now, so the next
+            // look waits for a run to end, a wake-up or the next timer rather
+            // than claiming again at once (an empty write transaction).
+            let idle = claimed.is_empty() || claimed.len() < free;
             for (run, lease) in claimed {
                 let job = self.job(run, lease);
                 in_flight.spawn(job);
@@ -185,16 +191,14 @@ impl Worker {
                 };
                 tokio::select! {
                     Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
-                        if let Err(e) = done { tracing::error!(error = %e, "a run's task failed"); }
+                        target_ended = joined(&until, done).or(target_ended);
                     }
                     () = tokio::time::sleep(nap) => {}
                     () = self.wake.notified() => {}
                 }
             }
             while let Some(done) = in_flight.try_join_next() {
-                if let Err(e) = done {
-                    tracing::error!(error = %e, "a run's task failed");
-                }
+                target_ended = joined(&until, done).or(target_ended);
             }
         }
     }
@@ -216,9 +220,19 @@ impl Worker {
         }
     }
 
-    async fn done(&self, until: &Until, nothing_running: bool) -> Result<bool, store::Error> {
+    /// Whether `until` holds. `ended` is how this worker's execution of
+    /// the awaited run just ended, if it did.
+    async fn done(&self, until: &Until, nothing_running: bool, ended: Option<Settled>) -> Result<bool, store::Error> {
         Ok(match until {
             Until::Shutdown(flag, _) => *flag.borrow(),
+            Until::Final(_) if ended == Some(Settled::Final) => true,
+            Until::Settled(_) if matches!(ended, Some(Settled::Final | Settled::Waiting)) => true,
+            // Executing here: it ends (or is cancelled) only through its task.
+            Until::Final(id) | Until::Settled(id)
+                if ended.is_none() && self.held.lock().unwrap_or_else(|e| e.into_inner()).contains_key(id) =>
+            {
+                false
+            }
             Until::Final(id) | Until::Settled(id) => {
                 let run = self.store.run(id).await?.ok_or_else(|| store::Error::NotFound(format!("run {id}")))?;
                 run.status.is_final() || (matches!(until, Until::Settled(_)) && run.status == RunStatus::Waiting)
@@ -240,7 +254,7 @@ impl Worker {
     }
 
     /// The task executing one claimed run, with its heartbeat.
-    fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = ()> + Send + 'static {
+    fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = (RunId, Settled)> + Send + 'static {
         let (store, engine, executor, steps, secrets, config, held, ended) = (
             self.store.clone(),
             self.engine.clone(),
@@ -258,10 +272,42 @@ impl Worker {
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             // Nobody listening is fine.
             let _ = ended.send(id);
+            let settled = match &ending {
+                Ok(Ending::Finished(_)) => Settled::Final,
+                Ok(Ending::Parked(_)) => Settled::Waiting,
+                Ok(Ending::Abandoned(_)) | Err(_) => Settled::Unknown,
+            };
             match ending {
                 Ok(e) => tracing::debug!(run = %id, ending = ?e, "run executed"),
                 Err(e) => tracing::error!(run = %id, error = %e, "executing the run failed"),
             }
+            (id, settled)
+        }
+    }
+}
+
+/// Where a run's execution by this worker left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settled {
+    /// Its outcome was written: it is final.
+    Final,
+    /// It was parked: waiting for a timer or an event.
+    Waiting,
+    /// Abandoned or failed to write: only the store knows.
+    Unknown,
+}
+
+/// A joined run task: how it left the run `until` awaits, if it was that
+/// run; a task that failed is logged.
+fn joined(until: &Until, done: Result<(RunId, Settled), tokio::task::JoinError>) -> Option<Settled> {
+    match done {
+        Ok((id, settled)) => match until {
+            Until::Final(target) | Until::Settled(target) if *target == id => Some(settled),
+            _ => None,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "a run's task failed");
+            None
         }
     }
 }

@@ -125,7 +125,7 @@ impl SqliteStore {
             .await
             .map_err(|e| open_err(path_or_url, e))?;
 
-        let (writer, writer_thread) = Writer::spawn(writer_conn)
+        let (writer, writer_thread) = Writer::spawn(writer_conn, durability)
             .map_err(|e| Error::Unavailable(format!("cannot start the store's writer thread: {e}")))?;
         Ok(Self { writer, writer_thread, read })
     }
@@ -286,24 +286,24 @@ impl Store for SqliteStore {
             (None, None) => sqlx::query_as::<_, RunRow>(concat!(
                 "SELECT ",
                 run_columns!(),
-                " FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?"
+                " FROM runs WHERE id < ? ORDER BY id DESC LIMIT (? + 0)"
             )),
             (Some(status), None) => sqlx::query_as(concat!(
                 "SELECT ",
                 run_columns!(),
-                " FROM runs WHERE status = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                " FROM runs WHERE status = ? AND id < ? ORDER BY id DESC LIMIT (? + 0)"
             ))
             .bind(status.as_str()),
             (None, Some(component)) => sqlx::query_as(concat!(
                 "SELECT ",
                 run_columns!(),
-                " FROM runs WHERE component = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                " FROM runs WHERE component = ? AND id < ? ORDER BY id DESC LIMIT (? + 0)"
             ))
             .bind(component),
             (Some(status), Some(component)) => sqlx::query_as(concat!(
                 "SELECT ",
                 run_columns!(),
-                " FROM runs WHERE status = ? AND component = ? AND id < ? ORDER BY id DESC LIMIT ?"
+                " FROM runs WHERE status = ? AND component = ? AND id < ? ORDER BY id DESC LIMIT (? + 0)"
             ))
             .bind(status.as_str())
             .bind(component),
@@ -394,7 +394,7 @@ impl Store for SqliteStore {
         let rows: Vec<EventRow> = sqlx::query_as(concat!(
             "SELECT ",
             event_columns!(),
-            " FROM events WHERE name = ? AND id > ? AND created_at >= ? ORDER BY id LIMIT ?"
+            " FROM events WHERE name = ? AND id > ? AND created_at >= ? ORDER BY id LIMIT (? + 0)"
         ))
         .bind(name)
         .bind(after_id)

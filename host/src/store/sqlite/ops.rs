@@ -281,16 +281,7 @@ pub(super) fn claim_ready(
 ) -> Result<Vec<(Run, Lease)>> {
     let want = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut ungated: VecDeque<Ungated> = conn
-        .prepare_cached(
-            "SELECT id, priority, ready_at FROM ( \
-           SELECT * FROM (SELECT id, priority, wake_at AS ready_at FROM runs \
-             WHERE status = 'waiting' AND wake_at <= ? ORDER BY priority DESC, wake_at, id LIMIT ?) AS due \
-           UNION ALL \
-           SELECT * FROM (SELECT id, priority, created_at AS ready_at FROM runs \
-             WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?) \
-             ORDER BY priority DESC, created_at, id LIMIT ?) AS expired \
-         ) AS ready ORDER BY priority DESC, ready_at, id LIMIT ?",
-        )
+        .prepare_cached(UNGATED)
         .and_then(|mut st| {
             let limit = i64::from(limit);
             st.query_map(params![now.0, limit, now.0, limit, limit], Ungated::read)?.collect()
@@ -356,6 +347,24 @@ pub(super) fn claim_ready(
     Ok(claimed)
 }
 
+/// Due waiting runs and expired leases, `claim_ready`'s ungated kind.
+/// Binds `now`, limit, `now`, limit, limit.
+///
+/// Every `LIMIT` here is `(? + 0)`, not `?`: SQLite (3.46 and later) plans
+/// with a bound LIMIT's value, so binding it again expires the statement
+/// and the next step parses and plans it anew. This statement and
+/// [`QUEUED_CANDIDATES`] were re-prepared on every claim that way (4–5 %
+/// of the writer's time on the seed bench); an expression is not read by
+/// the planner. The test `writer_statements_are_prepared_once` holds it.
+pub(super) const UNGATED: &str = "SELECT id, priority, ready_at FROM ( \
+       SELECT * FROM (SELECT id, priority, wake_at AS ready_at FROM runs \
+         WHERE status = 'waiting' AND wake_at <= ? ORDER BY priority DESC, wake_at, id LIMIT (? + 0)) AS due \
+       UNION ALL \
+       SELECT * FROM (SELECT id, priority, created_at AS ready_at FROM runs \
+         WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?) \
+         ORDER BY priority DESC, created_at, id LIMIT (? + 0)) AS expired \
+     ) AS ready ORDER BY priority DESC, ready_at, id LIMIT (? + 0)";
+
 /// Queued runs with their flow-control counts: `in_progress`, the runs of
 /// the same component and concurrency key running or waiting; `started`,
 /// the runs of the same component and rate key started since `? - period`.
@@ -380,13 +389,14 @@ macro_rules! queued_with_counts {
 }
 pub(super) use queued_with_counts;
 
-/// The queued runs `claim_ready` may take now, in claim order.
-const QUEUED_CANDIDATES: &str = concat!(
+/// The queued runs `claim_ready` may take now, in claim order (on its
+/// LIMIT see [`UNGATED`]).
+pub(super) const QUEUED_CANDIDATES: &str = concat!(
     "SELECT * FROM (",
     queued_with_counts!(),
     ") AS c WHERE (concurrency_limit IS NULL OR in_progress < concurrency_limit) \
      AND (rate_limit IS NULL OR started < rate_limit) \
-     ORDER BY priority DESC, created_at, id LIMIT ?"
+     ORDER BY priority DESC, created_at, id LIMIT (? + 0)"
 );
 
 /// A due waiting run or an expired lease.

@@ -44,7 +44,7 @@ const WINDOW_ATTEMPTS: &str = "SELECT j.run_id, j.seq, j.attempt, j.name, j.stat
                         UNION SELECT id FROM runs WHERE status IN ('running', 'waiting')) \
        AND j.child = 0 AND j.attempt >= 1 AND j.finished_at >= ? AND j.finished_at < ? \
      ORDER BY j.run_id, j.seq, j.attempt \
-     LIMIT ?";
+     LIMIT (? + 0)";
 
 fn count(what: &str, n: i64) -> Result<u64> {
     u64::try_from(n).map_err(|_| Error::Corrupt(format!("{what}: negative count {n}")))
@@ -122,12 +122,12 @@ impl SqliteStore {
         let query = match filter.component.as_deref() {
             Some(component) => sqlx::query_scalar::<_, String>(
                 "SELECT id FROM runs WHERE component = ? AND idempotency_key = ? AND id < ? \
-                 AND (?4 IS NULL OR status = ?4) ORDER BY id DESC LIMIT ?5",
+                 AND (?4 IS NULL OR status = ?4) ORDER BY id DESC LIMIT (?5 + 0)",
             )
             .bind(component),
             None => sqlx::query_scalar(
                 "SELECT id FROM runs WHERE component IN (SELECT DISTINCT name FROM deployments) \
-                 AND idempotency_key = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT ?4",
+                 AND idempotency_key = ?1 AND id < ?2 AND (?3 IS NULL OR status = ?3) ORDER BY id DESC LIMIT (?4 + 0)",
             ),
         };
         let ids = query

@@ -126,3 +126,53 @@ fn postgres_migrations_mirror_sqlite_by_name() {
         assert_eq!(postgres, sqlite, "migrations/postgres must mirror migrations/sqlite");
     }
 }
+
+/// The claim's queries are planned once and then only bound and stepped:
+/// a statement SQLite re-prepares on each use (as it did with a bound
+/// `LIMIT ?`) costs a parse and a plan per claim on the writer thread.
+#[tokio::test]
+async fn writer_statements_are_prepared_once() {
+    use rusqlite::StatementStatus;
+    let (_dir, path) = temp_db();
+    SqliteStore::open(&path, Durability::Buffered).await.unwrap().close().await;
+    let conn = open_writer(Path::new(&path), Durability::Buffered).unwrap();
+    for (i, limit) in [1, 8, 64, 3].into_iter().enumerate() {
+        let claimed = ops::claim_ready(&conn, "w", std::time::Duration::from_secs(30), Micros(i as i64), limit);
+        assert!(claimed.unwrap().is_empty());
+    }
+    for sql in [ops::UNGATED, ops::QUEUED_CANDIDATES] {
+        let st = conn.prepare_cached(sql).unwrap();
+        assert_eq!(st.get_status(StatementStatus::Run), 4, "{sql}");
+        assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "re-prepared on each use: {sql}");
+    }
+}
+
+/// Under `Fsync` a batch of lease operations commits without its own
+/// fsync (the next durable commit covers it); every other write is synced.
+#[tokio::test]
+async fn only_lease_batches_skip_the_fsync() {
+    let (_dir, path) = temp_db();
+    let store = SqliteStore::open(&path, Durability::Fsync).await.unwrap();
+    let stats = || (store.writer_stats().batches(), store.writer_stats().unsynced());
+    let run = contract::queued(&store, RunId::new()).await;
+    let before = stats();
+    let claimed = store.claim_ready("w", std::time::Duration::from_secs(30), Micros::now(), 4).await.unwrap();
+    let (_, lease) = claimed.into_iter().find(|(r, _)| r.id == run.id).expect("the run is claimed");
+    let after_claim = stats();
+    assert_eq!((after_claim.0 - before.0, after_claim.1 - before.1), (1, 1), "the claim commits unsynced");
+    store.append(&lease, vec![contract::entry(run.id, 1, 1, 0)]).await.unwrap();
+    let after_append = stats();
+    assert_eq!((after_append.0 - after_claim.0, after_append.1 - after_claim.1), (1, 0), "the append is synced");
+    // A second claim and an append after it: the connection goes back to
+    // synced commits each time.
+    assert!(store.claim_ready("w", std::time::Duration::from_secs(30), Micros::now(), 4).await.unwrap().is_empty());
+    store.append(&lease, vec![contract::entry(run.id, 2, 1, 0)]).await.unwrap();
+    assert_eq!(stats().1 - after_append.1, 1);
+    assert_eq!(store.journal(&run.id).await.unwrap().len(), 2);
+    store.close().await;
+
+    let buffered = SqliteStore::open(&path, Durability::Buffered).await.unwrap();
+    assert!(buffered.claim_ready("w", std::time::Duration::from_secs(30), Micros::now(), 4).await.unwrap().is_empty());
+    assert_eq!(buffered.writer_stats().unsynced(), 0, "buffered commits are never synced: nothing to count");
+    buffered.close().await;
+}

@@ -21,9 +21,19 @@
 //!
 //! An operation whose caller stopped waiting is still applied: the caller
 //! cannot know whether it was, exactly as with a lost network reply.
+//!
+//! Two things are for latency on a quiet host (docs/PERFORMANCE.md):
+//! - A batch of lease operations only (claims, heartbeats) commits without
+//!   an fsync even under `Durability::Fsync`: nothing is acknowledged on a
+//!   claim, and WAL commits are ordered, so the next durable commit makes
+//!   it durable too. An OS crash before that loses the claim together with
+//!   everything that followed it, and the run is simply claimed again.
+//! - A caller whose write is the only one outstanding polls for its answer
+//!   for a moment instead of sleeping on it ([`REPLY_SPIN`]): waking a
+//!   parked runtime thread costs more than the commit's own CPU.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -34,7 +44,7 @@ use super::rows::replicate;
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, Schedule, World,
 };
-use crate::store::{Component, Created, Error, Lease, Outcome, Park, Result};
+use crate::store::{Component, Created, Durability, Error, Lease, Outcome, Park, Result};
 
 /// Most operations committed in one transaction. Bounds how long a commit
 /// holds the write lock and how long the first writer of a batch waits.
@@ -44,6 +54,11 @@ pub(super) const MAX_BATCH: usize = 512;
 /// 12-step p50 −12 % on the seed bench; under load the queue is rarely
 /// empty, so it rarely spins (docs/PERFORMANCE.md).
 const SPIN: Duration = Duration::from_micros(200);
+
+/// How long a caller whose write is the only one outstanding polls for the
+/// answer before it sleeps on it. Above a commit with its fsync on a quiet
+/// host (~150 µs here); a slower disk just falls back to sleeping.
+const REPLY_SPIN: Duration = Duration::from_micros(500);
 
 /// Operations that may wait for the writer before senders are slowed down.
 const QUEUE: usize = 4096;
@@ -67,6 +82,14 @@ pub(super) enum Op {
     PutSchedule(Box<Schedule>),
     DeleteSchedule(String),
     FireSchedule { name: String, tick: Micros, next: Micros, run: Box<NewRun> },
+}
+
+impl Op {
+    /// Whether the operation only moves a lease: nothing is acknowledged on
+    /// it, so its commit need not reach the disk before the next one does.
+    fn lease_only(&self) -> bool {
+        matches!(self, Op::Claim { .. } | Op::ClaimReady { .. } | Op::Heartbeat { .. })
+    }
 }
 
 /// What a write answers.
@@ -93,6 +116,7 @@ struct Job {
 pub struct WriterStats {
     batches: AtomicU64,
     ops: AtomicU64,
+    unsynced: AtomicU64,
 }
 
 impl WriterStats {
@@ -105,25 +129,42 @@ impl WriterStats {
     pub fn ops(&self) -> u64 {
         self.ops.load(Ordering::Relaxed)
     }
+
+    /// Transactions committed without their own fsync under
+    /// `Durability::Fsync`: batches of lease operations only.
+    pub fn unsynced(&self) -> u64 {
+        self.unsynced.load(Ordering::Relaxed)
+    }
 }
 
 /// The handle through which the store sends writes.
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<WriterStats>,
+    /// Writes sent and not yet answered.
+    outstanding: Arc<AtomicUsize>,
 }
 
 impl Writer {
     /// Starts the writer thread, which owns `conn` until every handle is
     /// dropped; it then finishes what is queued and closes the connection.
-    pub(super) fn spawn(conn: Connection) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+    /// `durability` is the connection's: under `Fsync` a batch of lease
+    /// operations only commits without an fsync.
+    pub(super) fn spawn(
+        conn: Connection,
+        durability: Durability,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = Arc::clone(&stats);
-        let thread = std::thread::Builder::new()
-            .name("ferry-sqlite-writer".into())
-            .spawn(move || run(conn, rx, &thread_stats))?;
-        Ok((Self { jobs, stats }, thread))
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (stats, outstanding) = (Arc::clone(&stats), Arc::clone(&outstanding));
+            let fsync = durability == Durability::Fsync;
+            std::thread::Builder::new()
+                .name("ferry-sqlite-writer".into())
+                .spawn(move || run(conn, rx, &stats, &outstanding, fsync))?
+        };
+        Ok((Self { jobs, stats, outstanding }, thread))
     }
 
     pub(super) fn stats(&self) -> &WriterStats {
@@ -132,17 +173,36 @@ impl Writer {
 
     /// Sends one write and waits until its batch is committed.
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { op, reply })
-            .await
-            .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?;
-        answer.await.map_err(|_| Error::Unavailable("the store's writer stopped before answering".into()))?
+        let (reply, mut answer) = oneshot::channel();
+        let alone = self.outstanding.fetch_add(1, Ordering::AcqRel) == 0;
+        if self.jobs.send(Job { op, reply }).await.is_err() {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Unavailable("the store's writer has stopped".into()));
+        }
+        let stopped = || Error::Unavailable("the store's writer stopped before answering".into());
+        if alone {
+            // Polled without a waker, so the writer's answer wakes no thread;
+            // `yield_now` lets the runtime run anything else meanwhile.
+            let until = Instant::now() + REPLY_SPIN;
+            loop {
+                match answer.try_recv() {
+                    Ok(done) => return done,
+                    Err(oneshot::error::TryRecvError::Closed) => return Err(stopped()),
+                    Err(oneshot::error::TryRecvError::Empty) if Instant::now() < until => {
+                        tokio::task::yield_now().await;
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                }
+            }
+        }
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats, outstanding: &AtomicUsize, fsync: bool) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    // The connection opens with `synchronous=FULL` under `Fsync`.
+    let mut synced = true;
     while let Some(first) = next_job(&mut rx) {
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -154,7 +214,19 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats) {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
-        match commit_batch(&mut conn, ops) {
+        let answered = replies.len();
+        let results = if fsync {
+            let want = !ops.iter().all(Op::lease_only);
+            if !want {
+                stats.unsynced.fetch_add(1, Ordering::Relaxed);
+            }
+            // A batch that needs its fsync is not committed without it.
+            set_synchronous(&conn, &mut synced, want).and_then(|()| commit_batch(&mut conn, ops))
+        } else {
+            commit_batch(&mut conn, ops)
+        };
+        outstanding.fetch_sub(answered, Ordering::AcqRel);
+        match results {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     // The caller may have stopped waiting; nothing to do then.
@@ -199,6 +271,19 @@ fn control(conn: &Connection, sql: &'static str) -> Result<()> {
     ops::exec(conn, sql, []).map(drop)
 }
 
+/// Sets the connection's `synchronous` for the next commit: `NORMAL` for a
+/// batch of lease operations, `FULL` for every other (under
+/// `Durability::Fsync` only). In WAL mode a `NORMAL` commit is ordered
+/// before every later one but not synced; the next `FULL` commit's fsync
+/// of the log covers it. `synced` is the connection's current setting.
+fn set_synchronous(conn: &Connection, synced: &mut bool, want: bool) -> Result<()> {
+    if *synced != want {
+        control(conn, if want { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" })?;
+        *synced = want;
+    }
+    Ok(())
+}
+
 /// Runs the operations in one transaction, each under its own savepoint.
 /// `Err` means the transaction failed and nothing of the batch is kept.
 fn commit_batch(conn: &mut Connection, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
@@ -207,10 +292,11 @@ fn commit_batch(conn: &mut Connection, ops: Vec<Op>) -> Result<Vec<Result<Done>>
     // A failed batch (a statement of transaction control failed, or SQLite
     // rolled back by itself) leaves the connection outside a transaction
     // for the next one.
-    if result.is_err() && !conn.is_autocommit() {
-        if let Err(err) = control(conn, "ROLLBACK") {
-            tracing::warn!(error = %err, "rolling back a failed write batch failed");
-        }
+    if result.is_err()
+        && !conn.is_autocommit()
+        && let Err(err) = control(conn, "ROLLBACK")
+    {
+        tracing::warn!(error = %err, "rolling back a failed write batch failed");
     }
     result
 }
