@@ -64,6 +64,17 @@ fn bench_runs_the_seed_workload_and_reports_every_figure() {
     let overhead = num(&doc, "per_step_overhead_us");
     assert!((overhead - (num(&doc, "per_step_us") - num(&doc, "baseline_us"))).abs() < 1e-6);
     assert!((num(&doc, "per_step_us") * 12.0 / 1_000.0 - p50).abs() < 1e-6, "per step = p50 / steps: {doc:#}");
+    // The fsync probe ran beside the store; the engine's share is the
+    // overhead less one fsync per step (fsync durability).
+    let fsync = num(&doc, "fsync_us");
+    assert!(fsync > 0.0 && fsync.is_finite(), "fsync probe: {doc:#}");
+    assert!((num(&doc, "per_step_engine_us") - (overhead - fsync)).abs() < 1e-6, "engine per step: {doc:#}");
+    let leftovers: Vec<_> = std::fs::read_dir(sb.dir.path())
+        .expect("the sandbox")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("fsync"))
+        .collect();
+    assert!(leftovers.is_empty(), "the fsync probe's file is removed: {leftovers:?}");
 
     let peak = num(&doc, "peak_rss_bytes");
     assert!(peak > 1_048_576.0 && peak < 16.0 * 1_073_741_824.0, "peak RSS: {doc:#}");
@@ -92,6 +103,7 @@ fn bench_fan_out_prints_a_table_and_wants_a_fresh_store() {
         "run latency p99",
         "per-step overhead",
         "baseline",
+        "engine per step",
         "peak RSS",
         "store per step-run",
         "durability",

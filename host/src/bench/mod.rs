@@ -50,6 +50,8 @@ const FULL_COUNT_EVERY: Duration = Duration::from_secs(1);
 const STALL: Duration = Duration::from_secs(120);
 /// Most runs created in one go (one commit group of the writer).
 const CREATE_BATCH: u64 = 512;
+/// Writes of the fsync probe (the median counts).
+pub const FSYNC_PROBES: usize = 200;
 /// Calls of the baseline: batches × calls per batch (the median batch counts).
 const BASELINE_BATCHES: u32 = 10;
 const BASELINE_CALLS: u32 = 200;
@@ -205,6 +207,15 @@ pub struct Report {
     pub per_step_us: f64,
     /// `per_step_us − baseline_us`.
     pub per_step_overhead_us: f64,
+    /// One durable commit's floor on this disk, measured in this run: a
+    /// 4 KiB write and `fdatasync` of a file beside the SQLite store (the
+    /// median of [`FSYNC_PROBES`]). `None` on Postgres (its disk is the
+    /// server's).
+    pub fsync_us: Option<f64>,
+    /// What the engine itself adds per step: `per_step_overhead_us` less
+    /// the one fsync each step's commit waits for (`fsync_us`, under
+    /// `fsync` durability; nothing under `buffered`). `None` on Postgres.
+    pub per_step_engine_us: Option<f64>,
     /// Peak resident set size of the process (VmHWM), if known.
     pub peak_rss_bytes: Option<u64>,
     pub rss_checkpoints: Vec<RssCheckpoint>,
@@ -300,6 +311,14 @@ pub async fn run(
     let step_runs = config.workflows * u64::from(steps);
     let done = counts.since(before);
 
+    let fsync_us = match size {
+        StoreSize::Sqlite(path) => {
+            let dir = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            tokio::task::spawn_blocking(move || fsync_probe(&dir)).await.ok().flatten()
+        }
+        StoreSize::Postgres(_) | StoreSize::Unknown => None,
+    };
+
     // 3. Latency: one run at a time on the idle worker.
     let latency_runs = u32::try_from(config.workflows.min(u64::from(config.latency_runs))).unwrap_or(u32::MAX);
     observer.phase("latency", u64::from(latency_runs));
@@ -352,6 +371,11 @@ pub async fn run(
         baseline_us,
         per_step_us,
         per_step_overhead_us: per_step_us - baseline_us,
+        fsync_us,
+        per_step_engine_us: match config.durability {
+            Durability::Fsync => fsync_us.map(|f| per_step_us - baseline_us - f),
+            Durability::Buffered => fsync_us.map(|_| per_step_us - baseline_us),
+        },
         peak_rss_bytes: proc_status("VmHWM"),
         rss_checkpoints,
         store_bytes,
@@ -360,6 +384,37 @@ pub async fn run(
             _ => None,
         },
     })
+}
+
+/// Microseconds for one 4 KiB overwrite and `fdatasync` of a file in
+/// `dir`: the median of [`FSYNC_PROBES`]. The file is removed after;
+/// `None` if `dir` cannot be written.
+pub fn fsync_probe(dir: &Path) -> Option<f64> {
+    use std::os::unix::fs::FileExt;
+    const PAGE: usize = 4096;
+    const SPAN: u64 = 16;
+    let path = dir.join(format!(".ferry-bench-fsync-{}", std::process::id()));
+    let probe = || -> std::io::Result<Vec<f64>> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path)?;
+        // Written and synced once first: the probes overwrite, as a WAL
+        // that is reused does, and never grow the file.
+        file.write_all_at(&vec![0u8; PAGE * SPAN as usize], 0)?;
+        file.sync_all()?;
+        let page = vec![1u8; PAGE];
+        let mut took = Vec::with_capacity(FSYNC_PROBES);
+        for i in 0..FSYNC_PROBES as u64 {
+            let t = Instant::now();
+            file.write_all_at(&page, (i % SPAN) * PAGE as u64)?;
+            file.sync_data()?;
+            took.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(took)
+    };
+    let took = probe();
+    let _ = std::fs::remove_file(&path);
+    let mut took = took.ok()?;
+    took.sort_by(f64::total_cmp);
+    took.get(took.len() / 2).copied()
 }
 
 /// `<guests>/<name with - as _>.wasm`.

@@ -18,6 +18,7 @@ use super::StoreArgs;
 use super::format::{bytes, thousands};
 use crate::bench::postgres::{self as pg, FreshSchema};
 use crate::bench::{self, Config, Observer, Report, StoreSize};
+use crate::store::Durability;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -352,6 +353,13 @@ fn table(r: &Report) -> String {
         format!("{} per step (p50 / {}) − {} baseline", micros(r.per_step_us), r.steps, micros(r.baseline_us)),
     );
     row("baseline", micros(r.baseline_us), "the echo export called on a live instance".into());
+    if let (Some(engine), Some(fsync)) = (r.per_step_engine_us, r.fsync_us) {
+        let less = match r.durability {
+            Durability::Fsync => format!("per-step overhead − {} fsync (one per step's commit)", micros(fsync)),
+            Durability::Buffered => format!("per-step overhead (no fsync waited; this disk's is {})", micros(fsync)),
+        };
+        row("engine per step", micros(engine), less);
+    }
     let rss_note = if r.store == "postgres" { "VmHWM of this process (Postgres's not counted)" } else { "VmHWM" };
     row("peak RSS", r.peak_rss_bytes.map_or_else(|| "n/a".into(), bytes), rss_note.into());
     for c in &r.rss_checkpoints {

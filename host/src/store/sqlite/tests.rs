@@ -136,6 +136,9 @@ async fn writer_statements_are_prepared_once() {
     let (_dir, path) = temp_db();
     SqliteStore::open(&path, Durability::Buffered).await.unwrap().close().await;
     let conn = open_writer(Path::new(&path), Durability::Buffered).unwrap();
+    // Sorts in memory: a temp file per compound query cost ~100 µs a claim.
+    let temp_store: i64 = conn.pragma_query_value(None, "temp_store", |r| r.get(0)).unwrap();
+    assert_eq!(temp_store, 2, "temp_store = MEMORY");
     for (i, limit) in [1, 8, 64, 3].into_iter().enumerate() {
         let claimed = ops::claim_ready(&conn, "w", std::time::Duration::from_secs(30), Micros(i as i64), limit);
         assert!(claimed.unwrap().is_empty());
