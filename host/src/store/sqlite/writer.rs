@@ -175,10 +175,13 @@ impl Writer {
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
         let (reply, mut answer) = oneshot::channel();
         let alone = self.outstanding.fetch_add(1, Ordering::AcqRel) == 0;
+        // Counted until the writer has it (it uncounts it when it answers),
+        // also if this future is dropped while the queue is full.
+        let mut unsent = Unsent(Some(&self.outstanding));
         if self.jobs.send(Job { op, reply }).await.is_err() {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Unavailable("the store's writer has stopped".into()));
         }
+        unsent.sent();
         let stopped = || Error::Unavailable("the store's writer stopped before answering".into());
         if alone {
             // Polled without a waker, so the writer's answer wakes no thread;
@@ -196,6 +199,24 @@ impl Writer {
             }
         }
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Uncounts a write from [`Writer::outstanding`] unless it reached the
+/// writer (which uncounts it when it answers).
+struct Unsent<'a>(Option<&'a AtomicUsize>);
+
+impl Unsent<'_> {
+    fn sent(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some(outstanding) = self.0 {
+            outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
