@@ -222,8 +222,9 @@ impl Drop for Unsent<'_> {
 
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats, outstanding: &AtomicUsize, fsync: bool) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    // The connection opens with `synchronous=FULL` under `Fsync`.
-    let mut synced = true;
+    // The connection opens with `synchronous=FULL` under `Fsync`, `NORMAL`
+    // under `Buffered` (where no batch asks for a sync, so it stays so).
+    let mut synced = fsync;
     while let Some(first) = next_job(&mut rx) {
         jobs.push(first);
         while jobs.len() < MAX_BATCH {
@@ -236,16 +237,12 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats, o
         stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
         let answered = replies.len();
-        let results = if fsync {
-            let want = !ops.iter().all(Op::lease_only);
-            if !want {
-                stats.unsynced.fetch_add(1, Ordering::Relaxed);
-            }
-            // A batch that needs its fsync is not committed without it.
-            set_synchronous(&conn, &mut synced, want).and_then(|()| commit_batch(&mut conn, ops))
-        } else {
-            commit_batch(&mut conn, ops)
-        };
+        let sync = fsync && !ops.iter().all(Op::lease_only);
+        if fsync && !sync {
+            stats.unsynced.fetch_add(1, Ordering::Relaxed);
+        }
+        // A batch that needs its fsync is not committed without it.
+        let results = set_synchronous(&conn, &mut synced, sync).and_then(|()| commit_batch(&mut conn, ops));
         outstanding.fetch_sub(answered, Ordering::AcqRel);
         match results {
             Ok(results) => {
@@ -292,11 +289,12 @@ fn control(conn: &Connection, sql: &'static str) -> Result<()> {
     ops::exec(conn, sql, []).map(drop)
 }
 
-/// Sets the connection's `synchronous` for the next commit: `NORMAL` for a
-/// batch of lease operations, `FULL` for every other (under
-/// `Durability::Fsync` only). In WAL mode a `NORMAL` commit is ordered
-/// before every later one but not synced; the next `FULL` commit's fsync
-/// of the log covers it. `synced` is the connection's current setting.
+/// Sets the connection's `synchronous` for the next commit: under
+/// `Durability::Fsync`, `NORMAL` for a batch of lease operations and
+/// `FULL` for every other; under `Buffered` it is never changed. In WAL
+/// mode a `NORMAL` commit is ordered before every later one but not
+/// synced; the next `FULL` commit's fsync of the log covers it. `synced` is
+/// the connection's current setting.
 fn set_synchronous(conn: &Connection, synced: &mut bool, want: bool) -> Result<()> {
     if *synced != want {
         control(conn, if want { "PRAGMA synchronous = FULL" } else { "PRAGMA synchronous = NORMAL" })?;
