@@ -72,7 +72,7 @@ impl Host {
         opts: ExecOptions,
     ) -> Result<Report, ExecError> {
         let (loaded, created) =
-            self.submit(bytes, name, input, opts.idempotency_key.clone(), Some(World::Step)).await?;
+            self.submit(bytes, name, input, opts.idempotency_key.clone(), Some(World::Step), None).await?;
         let run = match created {
             Created::Existing(run) => {
                 let entries = self.store.journal(&run.id).await?.len();
@@ -131,7 +131,7 @@ impl Host {
         worker: &crate::workflow::Worker,
         detach: bool,
     ) -> Result<Report, ExecError> {
-        let (_, created) = self.submit(bytes, name, input, opts.idempotency_key.clone(), None).await?;
+        let (_, created) = self.submit(bytes, name, input, opts.idempotency_key.clone(), None, Some(worker)).await?;
         let executed = matches!(created, Created::New(_));
         let id = created.run().id;
         let started = std::time::Instant::now();
@@ -150,7 +150,8 @@ impl Host {
 impl Host {
     /// Checks the input and the component (of world `expect`, if given),
     /// stores the component, and creates its run (or finds the one with the
-    /// same idempotency key). Nothing is written if a check fails.
+    /// same idempotency key), through `worker` when given (which then starts
+    /// it at once if it can). Nothing is written if a check fails.
     async fn submit(
         &self,
         bytes: &[u8],
@@ -158,6 +159,7 @@ impl Host {
         input: &str,
         idempotency_key: Option<String>,
         expect: Option<World>,
+        worker: Option<&crate::workflow::Worker>,
     ) -> Result<(Arc<crate::engine::Loaded>, Created), ExecError> {
         serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| ExecError::InvalidInput(e.to_string()))?;
         let loaded = self.engine.load(bytes).await?;
@@ -183,7 +185,11 @@ impl Host {
             flow: Default::default(),
             held: false,
         };
-        let created = self.store.create_run(run).await?;
+        let created = match worker {
+            // The worker starts it at once if it has a slot free.
+            Some(worker) => worker.submit(run).await?,
+            None => self.store.create_run(run).await?,
+        };
         Ok((loaded, created))
     }
 }

@@ -37,9 +37,11 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// When set, every route but `/healthz` needs `Authorization: Bearer`.
     pub token: Option<Arc<String>>,
-    /// Wakes this process's worker when a request made runs ready, so it
-    /// does not wait for its next look (other hosts find them by polling).
-    pub wake: Option<Arc<tokio::sync::Notify>>,
+    /// This process's worker: a run started through the API is handed to
+    /// it at once when it has a slot free ([`Worker::submit`]), and it is
+    /// woken when a request made runs ready, so it does not wait for its
+    /// next look (other hosts find them by polling).
+    pub worker: Option<Arc<crate::workflow::Worker>>,
     /// The ids of runs whose execution by this process's worker ended, so
     /// a waiting request looks again at once (runs other hosts execute are
     /// found by polling).
@@ -49,8 +51,8 @@ pub struct AppState {
 impl AppState {
     /// Tells the local worker that runs may be ready.
     pub fn runs_ready(&self) {
-        if let Some(wake) = &self.wake {
-            wake.notify_one();
+        if let Some(worker) = &self.worker {
+            worker.wake();
         }
     }
 }

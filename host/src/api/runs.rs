@@ -63,8 +63,10 @@ pub async fn start_run(
         flow: d.config.flow_for(input),
         held: false,
     };
-    let created = state.store.create_run(run).await?;
-    state.runs_ready();
+    let created = match &state.worker {
+        Some(worker) => worker.submit(run).await?,
+        None => state.store.create_run(run).await?,
+    };
     Ok(created)
 }
 
@@ -469,7 +471,8 @@ mod tests {
             .expect("open the store");
         let engine = Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
             .expect("an engine");
-        let state = AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, wake: None, ended: None };
+        let state =
+            AppState { store: Arc::new(store), engine: Arc::new(engine), token: None, worker: None, ended: None };
         let mut hashes = Vec::new();
         for n in [1u8, 2] {
             let bytes = vec![0, b'a', b's', b'm', n];

@@ -451,12 +451,14 @@ fn call_failed(e: String) -> Error {
     Error::Failed(format!("the baseline call of {STEP} failed: {e}"))
 }
 
-/// Creates `run` and has the worker execute it to its end: its final
-/// status and the time from creation to the end.
+/// Submits `run` to the worker (created and claimed in one transaction,
+/// as a daemon does for a run started through its API) and has the worker
+/// execute it to its end: its final status and the time from creation to
+/// the end.
 async fn one_run(store: &dyn Store, worker: &Worker, run: NewRun) -> Result<(RunStatus, Duration), Error> {
     let t = Instant::now();
     let id = run.id;
-    store.create_run(run).await?;
+    worker.submit(run).await?;
     worker.run(Until::Final(id)).await?;
     let took = t.elapsed();
     let run = store.run(&id).await?.ok_or_else(|| Error::Failed(format!("run {id} vanished")))?;

@@ -70,15 +70,17 @@ pub async fn serve_on(
         return Err(StartError::NoToken(bound));
     }
     let steps = Arc::new(StepResolver::from_deployments(engine.clone(), store.clone()));
-    let worker = Worker::new(store.clone(), engine.clone(), steps, Arc::new(secrets), config.worker.clone())
-        .map_err(StartError::Worker)?;
+    let worker = Arc::new(
+        Worker::new(store.clone(), engine.clone(), steps, Arc::new(secrets), config.worker.clone())
+            .map_err(StartError::Worker)?,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let state = AppState {
         store: store.clone(),
         engine,
         token: config.token.clone().map(Arc::new),
-        wake: Some(worker.waker()),
+        worker: Some(worker.clone()),
         ended: Some(worker.ended_runs()),
     };
     let app = api::router(state);

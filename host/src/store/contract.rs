@@ -70,6 +70,7 @@ macro_rules! contract_tests {
                 claim_ready_takes_queued_runs_and_expired_leases_oldest_first,
                 claim_ready_respects_its_limit,
                 a_held_run_is_claimed_only_by_id,
+                create_and_claim_claims_the_new_run_only_when_it_is_next,
                 concurrent_claim_ready_calls_get_disjoint_runs,
                 park_with_a_stale_lease_is_lost_and_writes_nothing,
                 cancel_fences_the_worker,
@@ -723,6 +724,52 @@ pub(crate) async fn a_held_run_is_claimed_only_by_id(store: Arc<dyn Store>) {
     let park = Park { wake_at: Some(at(2)), event: None };
     store.park(&lease, vec![entry(created.id, 1, 1, 0)], park).await.unwrap();
     assert_eq!(ready_ids(&*store, "w1", at(2)).await, [created.id], "parked due, a worker takes it");
+}
+
+pub(crate) async fn create_and_claim_claims_the_new_run_only_when_it_is_next(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    // Nothing else ready: the new run is the one claimed, running under the lease.
+    let (created, claimed) =
+        store.create_and_claim(new_run(run_id(1), &c, "report", None), "w1", TTL, at(5)).await.unwrap();
+    let (run, lease) = claimed.expect("the new run is claimed");
+    assert!(matches!(&created, Created::New(r) if r.id == run_id(1)));
+    assert_eq!((run.id, run.status, lease.epoch, lease.owner.as_str()), (run_id(1), RunStatus::Running, 1, "w1"));
+    assert_eq!(must_run(&*store, &run.id).await.lease_epoch, 1);
+    store.append(&lease, vec![entry(run.id, 1, 1, 0)]).await.expect("the lease is live");
+
+    // An older ready run goes first: nothing is claimed, both stay queued
+    // for the next claims, in their order.
+    let older = queued_at(&*store, run_id(2), at(1)).await;
+    let newer = NewRun { created_at: at(6), ..new_run(run_id(3), &c, "report", None) };
+    let (created, claimed) = store.create_and_claim(newer, "w1", TTL, at(6)).await.unwrap();
+    assert!(claimed.is_none(), "the older run is next");
+    assert_eq!(must_run(&*store, &created.run().id).await.status, RunStatus::Queued);
+    assert_eq!(must_run(&*store, &older.id).await.status, RunStatus::Queued);
+    assert_eq!(ready_ids(&*store, "w2", at(7)).await, [older.id, run_id(3)]);
+
+    // Flow control holds: a busy concurrency key is created queued, and nothing is claimed.
+    let busy = flowed(&*store, run_id(4), "invoice", at(8), concurrency("acme", 1)).await;
+    assert_eq!(ready_ids(&*store, "w2", at(9)).await, [busy.id]);
+    let held_back =
+        NewRun { created_at: at(10), flow: concurrency("acme", 1), ..new_run(run_id(5), &c, "invoice", None) };
+    let (created, claimed) = store.create_and_claim(held_back, "w1", TTL, at(10)).await.unwrap();
+    assert!(claimed.is_none(), "the key is busy");
+    assert_eq!(must_run(&*store, &created.run().id).await.status, RunStatus::Queued);
+
+    // An existing idempotency key creates nothing and claims what is ready.
+    let keyed = new_run(run_id(6), &c, "mail", Some("k"));
+    let (first, _) = store.create_and_claim(keyed.clone(), "w1", TTL, at(11)).await.unwrap();
+    let again = NewRun { id: run_id(7), ..keyed };
+    let (second, claimed) = store.create_and_claim(again, "w1", TTL, at(12)).await.unwrap();
+    assert!(matches!(&second, Created::Existing(r) if r.id == first.run().id));
+    assert!(claimed.is_none(), "nothing else is ready");
+    assert_eq!(store.run(&run_id(7)).await.unwrap(), None);
+
+    // A failed create claims nothing: the transaction is rolled back whole.
+    let orphan = new_run(run_id(8), &component(2), "report", None);
+    assert!(matches!(store.create_and_claim(orphan, "w1", TTL, at(13)).await, Err(Error::NotFound(_))));
+    assert_eq!(store.run(&run_id(8)).await.unwrap(), None);
 }
 
 pub(crate) async fn concurrent_claim_ready_calls_get_disjoint_runs(store: Arc<dyn Store>) {

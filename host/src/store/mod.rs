@@ -78,6 +78,11 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A write handed to the store and not yet answered: resolves to its result
+/// once it is committed (durable, under the store's durability). See
+/// [`Store::append_started`].
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'static>>;
+
 /// How hard the store works to keep a commit through a power cut.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -184,6 +189,21 @@ pub trait Store: Send + Sync + 'static {
     /// component and idempotency key.
     async fn create_run(&self, run: NewRun) -> Result<Created>;
 
+    /// Creates a run as [`Store::create_run`] does and, in the same
+    /// transaction, claims it (as [`Store::claim`] would) if it is the run
+    /// [`Store::claim_ready`] would take next: nothing older or more urgent
+    /// is ready and its flow control admits it. Otherwise, and when the key
+    /// found an existing run, nothing is claimed. For a process that creates
+    /// a run and has a slot free to execute it: one commit instead of two,
+    /// and no one has to look for the new run before it starts.
+    async fn create_and_claim(
+        &self,
+        run: NewRun,
+        owner: &str,
+        ttl: Duration,
+        now: Micros,
+    ) -> Result<(Created, Option<(Run, Lease)>)>;
+
     /// The run with this id.
     async fn run(&self, id: &RunId) -> Result<Option<Run>>;
 
@@ -201,6 +221,18 @@ pub trait Store: Send + Sync + 'static {
     /// Appends entries to the run's journal, fenced by the lease, through
     /// the group-commit writer: returns once they are durable.
     async fn append(&self, lease: &Lease, entries: Vec<Entry>) -> Result<()>;
+
+    /// [`Store::append`], started: the entries are on their way to the
+    /// writer (in order with every later write of this store) when this
+    /// returns, and the returned future says when they are durable and
+    /// whether the append succeeded. The caller may compute meanwhile; it
+    /// must await the future before anything that depends on the entries
+    /// being durable. A store without a write queue appends here and
+    /// returns a finished future.
+    async fn append_started(&self, lease: &Lease, entries: Vec<Entry>) -> Result<Pending> {
+        self.append(lease, entries).await?;
+        Ok(Box::pin(std::future::ready(Ok(()))))
+    }
 
     /// Appends the last entries and records the outcome in one fenced
     /// transaction; the lease is released.

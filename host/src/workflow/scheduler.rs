@@ -4,14 +4,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::run::{Ending, Executor, RunCtx, RunPolicy};
 use super::steps::StepResolver;
 use crate::domain::Run;
-use crate::domain::{Micros, RunId, RunStatus};
+use crate::domain::{Micros, NewRun, RunId, RunStatus};
 use crate::engine::{Engine, Secrets};
-use crate::store::{self, Lease, Store};
+use crate::store::{self, Created, Lease, Store};
 
 /// Run ends a slow listener may fall behind by before it is told it lagged
 /// (and then looks at its run again).
@@ -67,6 +68,10 @@ pub enum Until {
     Shutdown(tokio::sync::watch::Receiver<bool>, Duration),
 }
 
+/// A claimed run's task, made by [`Worker::submit`] and not yet spawned by
+/// [`Worker::run`].
+type Handoff = std::pin::Pin<Box<dyn std::future::Future<Output = (RunId, Settled)> + Send>>;
+
 /// Claims and executes runs.
 pub struct Worker {
     store: Arc<dyn Store>,
@@ -77,8 +82,18 @@ pub struct Worker {
     config: WorkerConfig,
     /// Leases of the runs in flight.
     held: Arc<Mutex<std::collections::HashMap<RunId, Lease>>>,
+    /// One permit per run this worker may execute at once; each run's task
+    /// holds one, so [`Worker::run`]'s claims and [`Worker::submit`]'s never
+    /// take more runs than `max_runs` between them.
+    slots: Arc<Semaphore>,
+    /// Runs claimed by [`Worker::submit`], for [`Worker::run`] to start; and
+    /// whether the last loop ended in a shutdown and no loop has started
+    /// since (then `submit` claims nothing).
+    handoff: Mutex<(Vec<Handoff>, bool)>,
     /// Cuts an idle nap short: runs were just made ready.
-    wake: Arc<tokio::sync::Notify>,
+    wake: tokio::sync::Notify,
+    /// Cuts an idle nap short: `submit` handed over a run it claimed.
+    handed: tokio::sync::Notify,
     /// The id of each run whose execution by this worker ended (finished,
     /// parked or abandoned), for whoever waits on one.
     ended: tokio::sync::broadcast::Sender<RunId>,
@@ -93,6 +108,7 @@ impl Worker {
         config: WorkerConfig,
     ) -> Result<Self, String> {
         let executor = Arc::new(Executor::new(engine.clone()).map_err(|e| format!("{e:#}"))?);
+        let slots = Arc::new(Semaphore::new(config.max_runs.min(Semaphore::MAX_PERMITS)));
         Ok(Self {
             store,
             engine,
@@ -101,15 +117,18 @@ impl Worker {
             secrets,
             config,
             held: Arc::default(),
-            wake: Arc::default(),
+            slots,
+            handoff: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+            handed: tokio::sync::Notify::new(),
             ended: tokio::sync::broadcast::channel(ENDED_BACKLOG).0,
         })
     }
 
-    /// A handle that wakes this worker from its idle nap (a run was
-    /// created here); a wake while it is busy is kept for its next nap.
-    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
-        self.wake.clone()
+    /// Wakes this worker from its idle nap (runs were made ready here); a
+    /// wake while it is busy is kept for its next nap.
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Announces the id of each run whose execution by this worker ends,
@@ -117,6 +136,51 @@ impl Worker {
     /// next poll (subscribe before looking the first time).
     pub fn ended_runs(&self) -> tokio::sync::broadcast::Sender<RunId> {
         self.ended.clone()
+    }
+
+    /// Creates `run` and, when this worker has a slot free and the run is
+    /// the next ready one, claims it in the same transaction
+    /// ([`Store::create_and_claim`]) and hands it to [`Worker::run`] to
+    /// start at once. Otherwise (no free slot, older runs ready, flow
+    /// control, an existing idempotency key, or the worker has shut down)
+    /// the run is only created, and the worker is woken to look for it.
+    /// Either way the run is executed as if the worker had claimed it; this
+    /// saves the separate claim transaction and the look that finds it.
+    ///
+    /// A run handed over waits for [`Worker::run`] to start it: call this
+    /// where the worker's loop is running or about to run (the daemon, or
+    /// just before `run`). If no loop ever starts it, its lease expires and
+    /// it is claimed again, here or elsewhere, like a crashed worker's.
+    pub async fn submit(&self, run: NewRun) -> Result<Created, store::Error> {
+        let shut = self.handoff.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let slot = if shut { None } else { self.slots.clone().try_acquire_owned().ok() };
+        let Some(slot) = slot else {
+            let created = self.store.create_run(run).await?;
+            self.wake.notify_one();
+            return Ok(created);
+        };
+        let owner = &self.config.owner;
+        let (created, claimed) = self.store.create_and_claim(run, owner, self.config.lease_ttl, Micros::now()).await?;
+        let Some((run, lease)) = claimed else {
+            self.wake.notify_one();
+            return Ok(created);
+        };
+        let job = Box::pin(self.job(run, lease, slot));
+        let handed = {
+            let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+            let open = !handoff.1;
+            if open {
+                handoff.0.push(job);
+            }
+            open
+        };
+        if handed {
+            self.handed.notify_one();
+        } else {
+            // Shut down while claiming: nothing will start it here.
+            self.hand_back().await;
+        }
+        Ok(created)
     }
 
     /// Claims and executes runs until `until` holds.
@@ -131,7 +195,27 @@ impl Worker {
         // waits at most CLAIM_DEFER for others to free up.
         let group = (self.config.max_runs / 8).max(1);
         let mut short_since: Option<Instant> = None;
+        // What ended the last nap, and when the next timer is due as last
+        // read (None: not read yet).
+        let mut woke = Woke::Start;
+        let mut timer: Option<Instant> = None;
+        // Open for `submit` again if an earlier loop shut down.
+        self.handoff.lock().unwrap_or_else(|e| e.into_inner()).1 = false;
         loop {
+            let handed = std::mem::take(&mut self.handoff.lock().unwrap_or_else(|e| e.into_inner()).0);
+            // A run `submit` hands over was the head of the queue when it was
+            // created and claimed: when that is all that woke the loop,
+            // nothing else is known to be ready, so it does not claim (an
+            // empty write transaction) until something else wakes it.
+            let look = match woke {
+                Woke::Start => handed.is_empty(),
+                Woke::Handoff => false,
+                Woke::Other => true,
+            };
+            woke = Woke::Other;
+            for job in handed {
+                in_flight.spawn(job);
+            }
             if self.done(&until, in_flight.is_empty(), target_ended.take()).await? {
                 if let Until::Shutdown(_, grace) = &until {
                     let drained =
@@ -141,10 +225,21 @@ impl Worker {
                     }
                 }
                 in_flight.shutdown().await;
+                if matches!(until, Until::Shutdown(..)) {
+                    // Runs `submit` claimed since the last look are handed
+                    // back with the rest, and it claims no more.
+                    let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+                    handoff.0.clear();
+                    handoff.1 = true;
+                }
                 self.hand_back().await;
                 return Ok(());
             }
-            let free = self.config.max_runs.saturating_sub(in_flight.len());
+            // Slots free now; a `submit` may take some while this claims, so
+            // the claim holds permits for all it asks for.
+            let available = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
+            let mut permits = self.slots.clone().try_acquire_many_owned(available).ok();
+            let free = permits.as_ref().map_or(0, |p| p.num_permits());
             if free == 0 {
                 short_since = None;
             }
@@ -154,7 +249,7 @@ impl Worker {
                 && short_since.get_or_insert_with(Instant::now).elapsed() < CLAIM_DEFER;
             // A store that cannot be reached (a lost connection, a restarting
             // server) must not stop the worker: it looks again after a nap.
-            let claimed = if free > 0 && !deferred {
+            let claimed = if look && free > 0 && !deferred {
                 short_since = None;
                 let limit = u32::try_from(free).unwrap_or(u32::MAX);
                 match self.store.claim_ready(&self.config.owner, self.config.lease_ttl, Micros::now(), limit).await {
@@ -171,23 +266,31 @@ impl Worker {
             // Fewer runs than asked for: no more are ready now, so the next
             // look waits for a run to end, a wake-up or the next timer rather
             // than claiming again at once (an empty write transaction).
-            let idle = claimed.is_empty() || claimed.len() < free;
+            let idle = !look || claimed.is_empty() || claimed.len() < free;
             for (run, lease) in claimed {
-                let job = self.job(run, lease);
+                // The claim asked for at most `free` runs, one permit each.
+                let Some(slot) = permits.as_mut().and_then(|p| p.split(1)) else { break };
+                let job = self.job(run, lease, slot);
                 in_flight.spawn(job);
             }
+            drop(permits);
             if idle {
                 let nap = if deferred {
                     short_since.map_or(CLAIM_DEFER, |t| CLAIM_DEFER.saturating_sub(t.elapsed()))
                 } else if free == 0 {
                     // Full: only a finished run (or the poll) changes that.
                     self.config.poll
+                } else if let Some(at) = timer.filter(|_| !look) {
+                    // A handover changes no timer.
+                    at.saturating_duration_since(Instant::now())
                 } else {
-                    match self.store.next_wake().await {
+                    let nap = match self.store.next_wake().await {
                         Ok(Some(at)) => at.since(Micros::now()).min(self.config.poll),
                         Ok(None) | Err(store::Error::Unavailable(_)) => self.config.poll,
                         Err(e) => return Err(e),
-                    }
+                    };
+                    timer = Some(Instant::now() + nap);
+                    nap
                 };
                 tokio::select! {
                     Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
@@ -195,6 +298,7 @@ impl Worker {
                     }
                     () = tokio::time::sleep(nap) => {}
                     () = self.wake.notified() => {}
+                    () = self.handed.notified() => woke = Woke::Handoff,
                 }
             }
             while let Some(done) = in_flight.try_join_next() {
@@ -254,7 +358,12 @@ impl Worker {
     }
 
     /// The task executing one claimed run, with its heartbeat.
-    fn job(&self, run: Run, lease: Lease) -> impl std::future::Future<Output = (RunId, Settled)> + Send + 'static {
+    fn job(
+        &self,
+        run: Run,
+        lease: Lease,
+        slot: OwnedSemaphorePermit,
+    ) -> impl std::future::Future<Output = (RunId, Settled)> + Send + 'static {
         let (store, engine, executor, steps, secrets, config, held, ended) = (
             self.store.clone(),
             self.engine.clone(),
@@ -270,6 +379,7 @@ impl Worker {
             let id = run.id;
             let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            drop(slot);
             // Nobody listening is fine.
             let _ = ended.send(id);
             let settled = match &ending {
@@ -284,6 +394,17 @@ impl Worker {
             (id, settled)
         }
     }
+}
+
+/// What started an iteration of the worker loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Woke {
+    /// The loop just started.
+    Start,
+    /// `submit` handed over a run.
+    Handoff,
+    /// A run ended, a timer or the poll came due, or runs were made ready.
+    Other,
 }
 
 /// Where a run's execution by this worker left it.

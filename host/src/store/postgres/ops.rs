@@ -353,6 +353,36 @@ pub(super) async fn finish(
     Ok(())
 }
 
+/// Creates a run and claims it in the same transaction if it is the run
+/// [`claim_ready`] would take next (nothing older or more urgent is ready,
+/// and its flow control admits it); otherwise it stays queued. The claim is
+/// tried under a savepoint and undone when it picked another run.
+pub(super) async fn create_and_claim(
+    conn: &mut PgConnection,
+    run: NewRun,
+    owner: &str,
+    ttl: Duration,
+    now: Micros,
+) -> Result<(Created, Option<(Run, Lease)>)> {
+    let created = create_run(conn, run).await?;
+    let id = match &created {
+        Created::New(run) if run.status == RunStatus::Queued => run.id,
+        _ => return Ok((created, None)),
+    };
+    sqlx::query("SAVEPOINT create_claim").execute(&mut *conn).await.map_err(db_err)?;
+    let claimed = claim_ready(conn, owner, ttl, now, 1).await;
+    let claimed = match claimed {
+        Ok(mut claimed) => claimed.pop().filter(|(run, _)| run.id == id),
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK TO SAVEPOINT create_claim").execute(&mut *conn).await;
+            return Err(e);
+        }
+    };
+    let end = if claimed.is_some() { "RELEASE SAVEPOINT create_claim" } else { "ROLLBACK TO SAVEPOINT create_claim" };
+    sqlx::query(end).execute(&mut *conn).await.map_err(db_err)?;
+    Ok((created, claimed))
+}
+
 /// Claims up to `limit` ready runs, in the order of the SQLite backend:
 /// higher priority first, then oldest first by when the run became ready
 /// (`wake_at` for a waiting run, `created_at` otherwise; id breaks ties).

@@ -56,6 +56,7 @@ pub(super) enum Op {
     PutBlob { hash: String, bytes: Vec<u8>, now: Micros },
     TakeRate { key: String, limit: u32, period_us: i64, now: Micros },
     CreateRun(NewRun),
+    CreateAndClaim { run: Box<NewRun>, owner: String, ttl: Duration, now: Micros },
     Claim { id: RunId, owner: String, ttl: Duration, now: Micros },
     Heartbeat { lease: Lease, ttl: Duration, now: Micros },
     Append { lease: Lease, entries: Vec<Entry> },
@@ -76,6 +77,7 @@ pub(super) enum Done {
     Inserted(bool),
     Rate(Option<Micros>),
     Created(Box<Created>),
+    CreatedClaimed(Box<Created>, Option<Box<(Run, Lease)>>),
     Lease(Lease),
     Written,
     Claimed(Vec<(Run, Lease)>),
@@ -139,12 +141,28 @@ impl Writer {
 
     /// Sends one write and waits until its batch is committed.
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
+        self.send(op).await?.answer().await
+    }
+
+    /// Sends one write to the writer's queue (waiting only while the queue
+    /// is full); [`Sent::answer`] waits for its commit.
+    pub(super) async fn send(&self, op: Op) -> Result<Sent> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { op, reply })
             .await
             .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?;
-        answer.await.map_err(|_| Error::Unavailable("the store's writer stopped before answering".into()))?
+        Ok(Sent(answer))
+    }
+}
+
+/// A write in the writer's queue or batch, not answered yet.
+pub(super) struct Sent(oneshot::Receiver<Result<Done>>);
+
+impl Sent {
+    /// Waits until the write's batch is committed: its result.
+    pub(super) async fn answer(self) -> Result<Done> {
+        self.0.await.map_err(|_| Error::Unavailable("the store's writer stopped before answering".into()))?
     }
 }
 
@@ -305,6 +323,10 @@ async fn apply(conn: &mut PgConnection, op: Op) -> Result<Done> {
             Done::Rate(ops::take_rate(conn, &key, limit, period_us, now).await?)
         }
         Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run).await?)),
+        Op::CreateAndClaim { run, owner, ttl, now } => {
+            let (created, claimed) = ops::create_and_claim(conn, *run, &owner, ttl, now).await?;
+            Done::CreatedClaimed(Box::new(created), claimed.map(Box::new))
+        }
         Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now).await?),
         Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now).await?),
         Op::Append { lease, entries } => {

@@ -50,7 +50,7 @@ use self::rows::{
 };
 pub use self::writer::WriterStats;
 use self::writer::{Done, Op, Writer};
-use super::{Component, Created, Durability, Error, Lease, Outcome, Park, Result, RunFilter, Store};
+use super::{Component, Created, Durability, Error, Lease, Outcome, Park, Pending, Result, RunFilter, Store};
 use crate::domain::{
     ComponentHash, Deployment, DeploymentConfig, Entry, Event, Micros, NewRun, Run, RunId, RunStatus, Schedule, World,
 };
@@ -275,6 +275,19 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn create_and_claim(
+        &self,
+        run: NewRun,
+        owner: &str,
+        ttl: Duration,
+        now: Micros,
+    ) -> Result<(Created, Option<(Run, Lease)>)> {
+        match self.write(Op::CreateAndClaim { run: Box::new(run), owner: owner.to_owned(), ttl, now }).await? {
+            Done::CreatedClaimed(created, claimed) => Ok((*created, claimed.map(|c| *c))),
+            _ => Err(unexpected("create_and_claim")),
+        }
+    }
+
     async fn run(&self, id: &RunId) -> Result<Option<Run>> {
         let row: Option<RunRow> = sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = ?"))
             .bind(id.to_string())
@@ -340,6 +353,16 @@ impl Store for SqliteStore {
             Done::Written => Ok(()),
             _ => Err(unexpected("append")),
         }
+    }
+
+    async fn append_started(&self, lease: &Lease, entries: Vec<Entry>) -> Result<Pending> {
+        let sent = self.writer.send(Op::Append { lease: lease.clone(), entries }).await?;
+        Ok(Box::pin(async move {
+            match sent.answer().await? {
+                Done::Written => Ok(()),
+                _ => Err(unexpected("append")),
+            }
+        }))
     }
 
     async fn finish(&self, lease: &Lease, entries: Vec<Entry>, outcome: Outcome, now: Micros) -> Result<()> {

@@ -164,6 +164,31 @@ pub(super) fn create_run(conn: &Connection, run: NewRun) -> Result<Created> {
     }))
 }
 
+/// Creates a run and claims it in the same transaction if it is the run
+/// [`claim_ready`] would take next (nothing older or more urgent is ready,
+/// and its flow control admits it); otherwise it stays queued. The claim is
+/// tried under a savepoint and undone when it picked another run.
+pub(super) fn create_and_claim(
+    conn: &Connection,
+    run: NewRun,
+    owner: &str,
+    ttl: Duration,
+    now: Micros,
+) -> Result<(Created, Option<(Run, Lease)>)> {
+    let created = create_run(conn, run)?;
+    let id = match &created {
+        Created::New(run) if run.status == RunStatus::Queued => run.id,
+        _ => return Ok((created, None)),
+    };
+    exec(conn, "SAVEPOINT create_claim", [])?;
+    let claimed = claim_ready(conn, owner, ttl, now, 1).map(|mut c| c.pop().filter(|(run, _)| run.id == id));
+    if !matches!(claimed, Ok(Some(_))) {
+        exec(conn, "ROLLBACK TO create_claim", [])?;
+    }
+    exec(conn, "RELEASE create_claim", [])?;
+    Ok((created, claimed?))
+}
+
 /// Claims a run: one conditional update that bumps the epoch; when it
 /// matches nothing, a read says why.
 ///

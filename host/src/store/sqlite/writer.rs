@@ -69,6 +69,7 @@ pub(super) enum Op {
     PutBlob { hash: String, bytes: Vec<u8>, now: Micros },
     TakeRate { key: String, limit: u32, period_us: i64, now: Micros },
     CreateRun(NewRun),
+    CreateAndClaim { run: Box<NewRun>, owner: String, ttl: Duration, now: Micros },
     Claim { id: RunId, owner: String, ttl: Duration, now: Micros },
     Heartbeat { lease: Lease, ttl: Duration, now: Micros },
     Append { lease: Lease, entries: Vec<Entry> },
@@ -97,6 +98,7 @@ pub(super) enum Done {
     Inserted(bool),
     Rate(Option<Micros>),
     Created(Box<Created>),
+    CreatedClaimed(Box<Created>, Option<Box<(Run, Lease)>>),
     Lease(Lease),
     Written,
     Claimed(Vec<(Run, Lease)>),
@@ -173,7 +175,13 @@ impl Writer {
 
     /// Sends one write and waits until its batch is committed.
     pub(super) async fn submit(&self, op: Op) -> Result<Done> {
-        let (reply, mut answer) = oneshot::channel();
+        self.send(op).await?.answer().await
+    }
+
+    /// Sends one write to the writer's queue (waiting only while the queue
+    /// is full); [`Sent::answer`] waits for its commit.
+    pub(super) async fn send(&self, op: Op) -> Result<Sent> {
+        let (reply, answer) = oneshot::channel();
         let alone = self.outstanding.fetch_add(1, Ordering::AcqRel) == 0;
         // Counted until the writer has it (it uncounts it when it answers),
         // also if this future is dropped while the queue is full.
@@ -182,6 +190,21 @@ impl Writer {
             return Err(Error::Unavailable("the store's writer has stopped".into()));
         }
         unsent.sent();
+        Ok(Sent { answer, alone })
+    }
+}
+
+/// A write in the writer's queue or batch, not answered yet.
+pub(super) struct Sent {
+    answer: oneshot::Receiver<Result<Done>>,
+    /// It was the only write outstanding when it was sent.
+    alone: bool,
+}
+
+impl Sent {
+    /// Waits until the write's batch is committed: its result.
+    pub(super) async fn answer(self) -> Result<Done> {
+        let Self { mut answer, alone } = self;
         let stopped = || Error::Unavailable("the store's writer stopped before answering".into());
         if alone {
             // Polled without a waker, so the writer's answer wakes no thread;
@@ -384,6 +407,10 @@ fn apply(conn: &Connection, op: Op) -> Result<Done> {
         Op::PutBlob { hash, bytes, now } => Done::Inserted(ops::put_blob(conn, &hash, &bytes, now)?),
         Op::TakeRate { key, limit, period_us, now } => Done::Rate(ops::take_rate(conn, &key, limit, period_us, now)?),
         Op::CreateRun(run) => Done::Created(Box::new(ops::create_run(conn, run)?)),
+        Op::CreateAndClaim { run, owner, ttl, now } => {
+            let (created, claimed) = ops::create_and_claim(conn, *run, &owner, ttl, now)?;
+            Done::CreatedClaimed(Box::new(created), claimed.map(Box::new))
+        }
         Op::Claim { id, owner, ttl, now } => Done::Lease(ops::claim(conn, &id, &owner, ttl, now)?),
         Op::Heartbeat { lease, ttl, now } => Done::Lease(ops::heartbeat(conn, &lease, ttl, now)?),
         Op::Append { lease, entries } => {
