@@ -56,6 +56,7 @@ macro_rules! contract_tests {
                 heartbeat_extends_the_lease,
                 expired_lease_is_taken_over_and_the_old_one_is_fenced,
                 journal_comes_in_key_order,
+                started_appends_land_in_order_and_report_their_failure,
                 duplicate_entry_conflicts_and_writes_nothing,
                 entry_of_another_run_is_refused,
                 finish_records_the_outcome_and_releases_the_lease,
@@ -437,6 +438,27 @@ pub(crate) async fn journal_comes_in_key_order(store: Arc<dyn Store>) {
     assert_eq!(shown, ["#1.1", "#1.1/1", "#1.1/2", "#1.2", "#2", "#10.1"]);
     assert_eq!(journal[0], entry(id, 1, 1, 0), "entries read back unchanged");
     assert!(store.journal(&run_id(9)).await.unwrap().is_empty());
+}
+
+pub(crate) async fn started_appends_land_in_order_and_report_their_failure(store: Arc<dyn Store>) {
+    let (run, lease) = claimed(&*store, run_id(1)).await;
+    let id = run.id;
+    // Started, not awaited: a later write of the store lands after it.
+    let first = store.append_started(&lease, vec![entry(id, 1, 1, 0)]).await.unwrap();
+    let second = store.append_started(&lease, vec![entry(id, 2, 1, 0)]).await.unwrap();
+    let done = Outcome::Completed { output: "1".into() };
+    store.finish(&lease, vec![entry(id, 3, 1, 0)], done, at(5)).await.unwrap();
+    first.await.unwrap();
+    second.await.unwrap();
+    let keys: Vec<String> = store.journal(&id).await.unwrap().iter().map(|e| e.key.to_string()).collect();
+    assert_eq!(keys, ["#1.1", "#2.1", "#3.1"]);
+
+    // A started append under a lease that moved fails when awaited, and writes nothing.
+    let (other, old) = claimed(&*store, run_id(2)).await;
+    store.claim(&other.id, "w2", TTL, at(31)).await.unwrap();
+    let stale = store.append_started(&old, vec![entry(other.id, 1, 1, 0)]).await.unwrap();
+    assert_lease_lost(stale.await, other.id, 1, 2);
+    assert!(store.journal(&other.id).await.unwrap().is_empty());
 }
 
 pub(crate) async fn duplicate_entry_conflicts_and_writes_nothing(store: Arc<dyn Store>) {

@@ -21,7 +21,7 @@ pub mod sqlite;
 pub mod stats;
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -296,6 +296,8 @@ async fn start_child(
         },
         held: false,
     };
+    // A child run acts on its own: what the parent wrote first must be durable.
+    run.durable().await.map_err(|why| Err(Interrupt::LeaseLost(why)))?;
     let created = run.store.create_run(new).await.map_err(|e| Err(Interrupt::LeaseLost(e.to_string())))?;
     Ok(created.run().id)
 }

@@ -81,9 +81,67 @@ pub struct RunCtx {
     /// The highest event id this run has taken, so a later wait does not
     /// take the same event again.
     pub last_event: Mutex<i64>,
+    /// Appends started and not yet known durable: see [`RunCtx::durable`].
+    pub in_flight: InFlight,
+}
+
+/// A run's appends handed to the store and not yet known durable.
+#[derive(Default)]
+pub struct InFlight(tokio::sync::Mutex<Appends>);
+
+#[derive(Default)]
+struct Appends {
+    /// Oldest first, each with its entries (to try again if the store was
+    /// unavailable).
+    queue: std::collections::VecDeque<(store::Pending, Vec<Entry>)>,
+    /// Why one failed, once one did: every later wait fails too.
+    failed: Option<String>,
 }
 
 impl RunCtx {
+    /// Starts appending `entries` under the run's lease and returns without
+    /// waiting for the commit: the workflow goes on computing (turning this
+    /// step's result into the next call) while the commit and its fsync
+    /// are in flight. Nothing that can be seen outside the run happens
+    /// before [`RunCtx::durable`] says they landed: it is awaited before
+    /// any step executes, before a child run is started and before the run
+    /// finishes or parks. After a crash in between, the run resumes from
+    /// what is durable and computes the same again (docs/DECISIONS.md).
+    async fn append_soon(&self, entries: Vec<Entry>) -> Result<(), Interrupt> {
+        match self.store.append_started(&self.lease, entries.clone()).await {
+            Ok(pending) => {
+                self.in_flight.0.lock().await.queue.push_back((pending, entries));
+                Ok(())
+            }
+            Err(store::Error::Unavailable(_)) => {
+                self.durable().await.map_err(Interrupt::LeaseLost)?;
+                append_retrying(self.store.as_ref(), &self.lease, entries).await.map_err(|e| lost(&e))
+            }
+            Err(e) => Err(lost(&e)),
+        }
+    }
+
+    /// Waits until every append this run started is durable; `Err` says
+    /// why one failed (the lease moved, the store stayed unavailable), and
+    /// then the run must stop: what it computed since is discarded.
+    pub async fn durable(&self) -> Result<(), String> {
+        let mut in_flight = self.in_flight.0.lock().await;
+        let Appends { queue, failed } = &mut *in_flight;
+        while failed.is_none()
+            && let Some((pending, entries)) = queue.pop_front()
+        {
+            let landed = match pending.await {
+                Err(store::Error::Unavailable(_)) => append_retrying(self.store.as_ref(), &self.lease, entries).await,
+                other => other,
+            };
+            if let Err(e) = landed {
+                *failed = Some(e.to_string());
+                queue.clear();
+            }
+        }
+        failed.clone().map_or(Ok(()), Err)
+    }
+
     /// Runs the step call at `seq` to its end (or to a park), answering
     /// from `recorded` (the journal's entries at `seq`) what already
     /// happened. Attempts are committed, fenced, as they finish; workflow
@@ -167,7 +225,7 @@ impl RunCtx {
             let entries = self.attempt(call, seq, next, &retry, limits, resolved).await?;
             let mut batch = recorder.drain();
             batch.extend(entries.iter().cloned());
-            append_retrying(self.store.as_ref(), &self.lease, batch).await.map_err(|e| lost(&e))?;
+            self.append_soon(batch).await?;
             attempts.push(entries.into_iter().next().ok_or_else(|| Interrupt::LeaseLost("no attempt entry".into()))?);
         }
     }
@@ -209,6 +267,9 @@ impl RunCtx {
                 }]);
             }
         };
+        // The step may act on the world: what the run wrote before it must
+        // be durable first.
+        self.durable().await.map_err(Interrupt::LeaseLost)?;
         let a = self
             .engine
             .run_step(
@@ -386,6 +447,11 @@ impl Executor {
             World::Workflow => self.execute_workflow(ctx.clone(), loaded).await?,
             World::Step => execute_lone_step(&ctx).await,
         };
+        // The run's end is seen outside it: its appends land first.
+        let ending = match (ending, ctx.durable().await) {
+            (Ending::Finished(_) | Ending::Parked(_), Err(why)) => Ending::Abandoned(why),
+            (ending, _) => ending,
+        };
         let now = Micros::now();
         match &ending {
             Ending::Finished(outcome) => {
@@ -463,6 +529,9 @@ impl Executor {
         };
         let memory_hit = store.data().limiter.memory_hit;
         drop(store);
+        if let Err(why) = ctx.durable().await {
+            return Ok(Ending::Abandoned(why));
+        }
         let pending = recorder.drain();
         let interrupted = interrupt.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(d) = recorder.divergence() {
@@ -575,5 +644,62 @@ fn classify(e: &wasmtime::Error, memory_hit: Option<usize>, stderr: &str) -> Run
             RunError { kind: RunErrorKind::Trap, message }
         }
         None => RunError { kind: RunErrorKind::Host, message: format!("the workflow could not run: {e:#}") },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{EntryKey, RunId};
+    use crate::engine::EngineConfig;
+    use crate::store::contract::{entry, queued};
+
+    /// A claimed run's context on a fresh SQLite store.
+    async fn ctx() -> (Arc<RunCtx>, crate::store::contract::Harness) {
+        let harness = crate::store::sqlite::test_harness().await.expect("the SQLite harness");
+        let store = harness.store.clone();
+        let engine = Arc::new(
+            Engine::new(EngineConfig { max_instances: 1, max_memory_bytes: 1 << 24, ..Default::default() })
+                .expect("an engine"),
+        );
+        let run = queued(&*store, RunId::new()).await;
+        let lease = store.claim(&run.id, "w1", Duration::from_secs(30), Micros::now()).await.expect("claim");
+        let ctx = RunCtx {
+            store: store.clone(),
+            engine: engine.clone(),
+            steps: Arc::new(StepResolver::new(engine, store, Default::default(), Vec::new())),
+            secrets: Arc::default(),
+            policy: RunPolicy::default(),
+            pinned_step: None,
+            pinned_config: None,
+            run,
+            lease,
+            last_event: Mutex::new(0),
+            in_flight: InFlight::default(),
+        };
+        (Arc::new(ctx), harness)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_started_are_durable_once_awaited_and_a_failure_sticks() {
+        let (ctx, _dir) = ctx().await;
+        let id = ctx.run.id;
+        ctx.append_soon(vec![entry(id, 1, 1, 0)]).await.expect("started");
+        ctx.append_soon(vec![entry(id, 2, 1, 0)]).await.expect("started");
+        ctx.durable().await.expect("both landed");
+        let keys: Vec<EntryKey> = ctx.store.journal(&id).await.unwrap().iter().map(|e| e.key).collect();
+        assert_eq!(keys, [EntryKey::call(1, 1), EntryKey::call(2, 1)]);
+
+        // Another worker takes the run over: the next append fails, and so
+        // does every later wait, so no step is called on a lost lease.
+        let later = Micros::now().plus(Duration::from_secs(60));
+        ctx.store.claim(&id, "w2", Duration::from_secs(30), later).await.expect("taken over");
+        ctx.append_soon(vec![entry(id, 3, 1, 0)]).await.expect("started");
+        let why = ctx.durable().await.expect_err("the lease moved");
+        assert!(why.contains("lease"), "{why}");
+        assert_eq!(ctx.durable().await, Err(why), "the failure sticks");
+        assert_eq!(ctx.store.journal(&id).await.unwrap().len(), 2, "the stale append wrote nothing");
     }
 }

@@ -486,6 +486,7 @@ async fn execute(
         run,
         lease: lease.clone(),
         last_event: Mutex::new(0),
+        in_flight: Default::default(),
     });
     let beat = async {
         loop {
