@@ -280,9 +280,10 @@ impl Worker {
                 } else if free == 0 {
                     // Full: only a finished run (or the poll) changes that.
                     self.config.poll
-                } else if let Some(at) = timer.filter(|_| !look) {
-                    // A handover changes no timer.
-                    at.saturating_duration_since(Instant::now())
+                } else if !look {
+                    // A handover changes no timer: the one last read, or
+                    // the poll if none was read yet (no store read here).
+                    timer.map_or(self.config.poll, |at| at.saturating_duration_since(Instant::now()))
                 } else {
                     let nap = match self.store.next_wake().await {
                         Ok(Some(at)) => at.since(Micros::now()).min(self.config.poll),
