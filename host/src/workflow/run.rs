@@ -83,6 +83,9 @@ pub struct RunCtx {
     pub last_event: Mutex<i64>,
     /// Appends started and not yet known durable: see [`RunCtx::durable`].
     pub in_flight: InFlight,
+    /// The steps this execution has resolved, by name: a step is looked up
+    /// (its active deployment read) once per execution, not per call.
+    pub resolved: Mutex<HashMap<String, super::steps::Resolved>>,
 }
 
 /// A run's appends handed to the store and not yet known durable.
@@ -119,6 +122,21 @@ impl RunCtx {
             }
             Err(e) => Err(lost(&e)),
         }
+    }
+
+    /// The step `name` as this execution first resolved it: the version
+    /// active when the run first called it here. A version activated later
+    /// applies from the run's next execution (after it parks or resumes),
+    /// so one execution never mixes two versions of a step, and a 12-step
+    /// run reads a deployment once per step name, not once per call. A
+    /// step that could not be resolved is looked up again on the next call.
+    async fn resolve(&self, name: &str) -> Result<super::steps::Resolved, super::steps::Unresolved> {
+        if let Some(r) = self.resolved.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Ok(r.clone());
+        }
+        let r = self.steps.resolve(name).await?;
+        self.resolved.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), r.clone());
+        Ok(r)
     }
 
     /// Waits until every append this run started is durable; `Err` says
@@ -205,7 +223,7 @@ impl RunCtx {
                 Some(pinned) => {
                     Ok(super::steps::Resolved { loaded: pinned.clone(), config: self.pinned_config.clone() })
                 }
-                None => match self.steps.resolve(&call.step).await {
+                None => match self.resolve(&call.step).await {
                     Ok(r) => Ok(r),
                     Err(super::steps::Unresolved::Store(why)) => return Err(Interrupt::LeaseLost(why)),
                     Err(super::steps::Unresolved::Invalid(message)) => Err(message),
@@ -678,6 +696,7 @@ mod tests {
             lease,
             last_event: Mutex::new(0),
             in_flight: InFlight::default(),
+            resolved: Mutex::default(),
         };
         (Arc::new(ctx), harness)
     }

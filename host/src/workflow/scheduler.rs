@@ -488,6 +488,7 @@ async fn execute(
         lease: lease.clone(),
         last_event: Mutex::new(0),
         in_flight: Default::default(),
+        resolved: Default::default(),
     });
     let beat = async {
         loop {
