@@ -119,9 +119,10 @@ impl Host {
 }
 
 impl Host {
-    /// Starts a workflow run of `bytes` on `input` and executes it (and any
-    /// other ready run in the store) with `worker` until it is final, or,
-    /// with `detach`, until it is parked.
+    /// Starts a workflow run of `bytes` on `input` and executes it with
+    /// `worker` until it is final, or, with `detach`, until it is parked;
+    /// meanwhile the worker also executes other runs it finds ready (those
+    /// ahead of the new run at once, others at its next look).
     pub async fn exec_workflow(
         &self,
         bytes: &[u8],
