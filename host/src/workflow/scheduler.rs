@@ -72,6 +72,16 @@ pub enum Until {
 /// [`Worker::run`].
 type Handoff = std::pin::Pin<Box<dyn std::future::Future<Output = (RunId, Settled)> + Send>>;
 
+/// Runs [`Worker::submit`] claimed, waiting for [`Worker::run`] to start
+/// them.
+#[derive(Default)]
+struct Handoffs {
+    jobs: Vec<Handoff>,
+    /// The last loop ended in a shutdown and none has started since: then
+    /// `submit` claims nothing.
+    shut: bool,
+}
+
 /// Claims and executes runs.
 pub struct Worker {
     store: Arc<dyn Store>,
@@ -86,10 +96,8 @@ pub struct Worker {
     /// holds one, so [`Worker::run`]'s claims and [`Worker::submit`]'s never
     /// take more runs than `max_runs` between them.
     slots: Arc<Semaphore>,
-    /// Runs claimed by [`Worker::submit`], for [`Worker::run`] to start; and
-    /// whether the last loop ended in a shutdown and no loop has started
-    /// since (then `submit` claims nothing).
-    handoff: Mutex<(Vec<Handoff>, bool)>,
+    /// Runs claimed by [`Worker::submit`] for [`Worker::run`] to start.
+    handoff: Mutex<Handoffs>,
     /// Cuts an idle nap short: runs were just made ready.
     wake: tokio::sync::Notify,
     /// Cuts an idle nap short: `submit` handed over a run it claimed.
@@ -152,7 +160,7 @@ impl Worker {
     /// just before `run`). If no loop ever starts it, its lease expires and
     /// it is claimed again, here or elsewhere, like a crashed worker's.
     pub async fn submit(&self, run: NewRun) -> Result<Created, store::Error> {
-        let shut = self.handoff.lock().unwrap_or_else(|e| e.into_inner()).1;
+        let shut = self.handoff.lock().unwrap_or_else(|e| e.into_inner()).shut;
         let slot = if shut { None } else { self.slots.clone().try_acquire_owned().ok() };
         let Some(slot) = slot else {
             let created = self.store.create_run(run).await?;
@@ -168,9 +176,9 @@ impl Worker {
         let job = Box::pin(self.job(run, lease, slot));
         let handed = {
             let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
-            let open = !handoff.1;
+            let open = !handoff.shut;
             if open {
-                handoff.0.push(job);
+                handoff.jobs.push(job);
             }
             open
         };
@@ -200,9 +208,9 @@ impl Worker {
         let mut woke = Woke::Start;
         let mut timer: Option<Instant> = None;
         // Open for `submit` again if an earlier loop shut down.
-        self.handoff.lock().unwrap_or_else(|e| e.into_inner()).1 = false;
+        self.handoff.lock().unwrap_or_else(|e| e.into_inner()).shut = false;
         loop {
-            let handed = std::mem::take(&mut self.handoff.lock().unwrap_or_else(|e| e.into_inner()).0);
+            let handed = std::mem::take(&mut self.handoff.lock().unwrap_or_else(|e| e.into_inner()).jobs);
             // A run `submit` hands over was the head of the queue when it was
             // created and claimed: when that is all that woke the loop,
             // nothing else is known to be ready, so it does not claim (an
@@ -229,8 +237,8 @@ impl Worker {
                     // Runs `submit` claimed since the last look are handed
                     // back with the rest, and it claims no more.
                     let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
-                    handoff.0.clear();
-                    handoff.1 = true;
+                    handoff.jobs.clear();
+                    handoff.shut = true;
                 }
                 self.hand_back().await;
                 return Ok(());
