@@ -370,17 +370,12 @@ pub(super) async fn create_and_claim(
         _ => return Ok((created, None)),
     };
     sqlx::query("SAVEPOINT create_claim").execute(&mut *conn).await.map_err(db_err)?;
-    let claimed = claim_ready(conn, owner, ttl, now, 1).await;
-    let claimed = match claimed {
-        Ok(mut claimed) => claimed.pop().filter(|(run, _)| run.id == id),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK TO SAVEPOINT create_claim").execute(&mut *conn).await;
-            return Err(e);
-        }
-    };
-    let end = if claimed.is_some() { "RELEASE SAVEPOINT create_claim" } else { "ROLLBACK TO SAVEPOINT create_claim" };
-    sqlx::query(end).execute(&mut *conn).await.map_err(db_err)?;
-    Ok((created, claimed))
+    let claimed = claim_ready(conn, owner, ttl, now, 1).await.map(|mut c| c.pop().filter(|(run, _)| run.id == id));
+    if !matches!(claimed, Ok(Some(_))) {
+        sqlx::query("ROLLBACK TO SAVEPOINT create_claim").execute(&mut *conn).await.map_err(db_err)?;
+    }
+    sqlx::query("RELEASE SAVEPOINT create_claim").execute(&mut *conn).await.map_err(db_err)?;
+    Ok((created, claimed?))
 }
 
 /// Claims up to `limit` ready runs, in the order of the SQLite backend:
