@@ -56,6 +56,7 @@ fn call(run_id: RunId, seq: u32) -> StepCall {
         blobs: ferry::engine::Blobs::None,
         replay: None,
         changed: false,
+        settle: None,
     }
 }
 

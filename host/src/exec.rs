@@ -99,6 +99,7 @@ impl Host {
                     blobs: crate::engine::Blobs::Store(self.store.clone()),
                     replay: None,
                     changed: false,
+                    settle: None,
                 },
             )
             .await;

@@ -212,9 +212,13 @@ pub struct Report {
     /// median of [`FSYNC_PROBES`]). `None` on Postgres (its disk is the
     /// server's).
     pub fsync_us: Option<f64>,
+    /// Commits with an fsync of their own during the latency phase, per
+    /// run (SQLite; 0 under `buffered`). A run's commits overlap its
+    /// steps, so a 12-step run waits for fewer than 12 of them.
+    pub fsyncs_per_run: Option<f64>,
     /// What the engine itself adds per step: `per_step_overhead_us` less
-    /// the one fsync each step's commit waits for (`fsync_us`, under
-    /// `fsync` durability; nothing under `buffered`). `None` on Postgres.
+    /// the device time of its run's fsyncs (`fsync_us` × `fsyncs_per_run`
+    /// / steps). `None` on Postgres.
     pub per_step_engine_us: Option<f64>,
     /// Peak resident set size of the process (VmHWM), if known.
     pub peak_rss_bytes: Option<u64>,
@@ -312,6 +316,7 @@ pub async fn run(
     // 3. Latency: one run at a time on the idle worker.
     let latency_runs = u32::try_from(config.workflows.min(u64::from(config.latency_runs))).unwrap_or(u32::MAX);
     observer.phase("latency", u64::from(latency_runs));
+    let synced_before = store.synced_commits();
     // On a runtime thread, as a request to `ferry serve` would be: the
     // run's task then starts on the thread that submitted it.
     let latency = {
@@ -332,6 +337,10 @@ pub async fn run(
     };
     let (mut latencies, latency_failed) =
         latency.await.map_err(|e| Error::Failed(format!("the latency phase failed: {e}")))??;
+    let fsyncs_per_run = match (synced_before, store.synced_commits()) {
+        (Some(b), Some(a)) if latency_runs > 0 => Some(a.saturating_sub(b) as f64 / f64::from(latency_runs)),
+        _ => None,
+    };
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
     let p50 = percentile(&latencies, 50.0);
@@ -373,10 +382,10 @@ pub async fn run(
         per_step_us,
         per_step_overhead_us: per_step_us - baseline_us,
         fsync_us,
-        per_step_engine_us: match config.durability {
-            Durability::Fsync => fsync_us.map(|f| per_step_us - baseline_us - f),
-            Durability::Buffered => fsync_us.map(|_| per_step_us - baseline_us),
-        },
+        fsyncs_per_run,
+        per_step_engine_us: fsync_us
+            .zip(fsyncs_per_run)
+            .map(|(f, n)| per_step_us - baseline_us - f * n / f64::from(steps.max(1))),
         peak_rss_bytes: proc_status("VmHWM"),
         rss_checkpoints,
         store_bytes,

@@ -353,9 +353,11 @@ fn table(r: &Report) -> String {
         format!("{} per step (p50 / {}) − {} baseline", micros(r.per_step_us), r.steps, micros(r.baseline_us)),
     );
     row("baseline", micros(r.baseline_us), "the echo export called on a live instance".into());
-    if let (Some(engine), Some(fsync)) = (r.per_step_engine_us, r.fsync_us) {
+    if let (Some(engine), Some(fsync), Some(n)) = (r.per_step_engine_us, r.fsync_us, r.fsyncs_per_run) {
         let less = match r.durability {
-            Durability::Fsync => format!("per-step overhead − {} fsync (one per step's commit)", micros(fsync)),
+            Durability::Fsync => {
+                format!("per-step overhead − {n:.1} fsyncs per run × {} / {} steps", micros(fsync), r.steps)
+            }
             Durability::Buffered => format!("per-step overhead (no fsync waited; this disk's is {})", micros(fsync)),
         };
         row("engine per step", micros(engine), less);

@@ -7,7 +7,7 @@ use wasmtime::{Trap, UpdateDeadline, WasmBacktrace};
 
 use super::bindings::types::StepError;
 use super::recorder::{Begun, Call, Divergence, Recorder};
-use super::state::{RunInfo, StepState};
+use super::state::{RunInfo, Settle, StepState};
 use super::{AllowList, Engine, Loaded, Secrets};
 use crate::domain::{Entry, EntryKey, EntryKind, EntryStatus, Limits, Micros, RunError, RunErrorKind, RunId};
 
@@ -32,6 +32,8 @@ pub struct StepCall {
     pub replay: Option<Vec<Entry>>,
     /// Replay of a changed component: log lines need not match.
     pub changed: bool,
+    /// Awaited before the step acts on the world (see [`Settle`]).
+    pub settle: Option<Settle>,
 }
 
 /// What one attempt did.
@@ -75,7 +77,7 @@ impl Engine {
             attempt: call.attempt,
         };
         let http = Arc::new(self.http_policy(call.allow.clone()));
-        let state = StepState::new(
+        let mut state = StepState::new(
             info,
             recorder.clone(),
             memory_cap,
@@ -84,6 +86,7 @@ impl Engine {
             call.blobs.clone(),
             self.origin,
         );
+        state.settle = call.settle.clone();
         let mut store = wasmtime::Store::new(&self.wasmtime, state);
         store.limiter(|s| &mut s.limiter);
         // Yield to the executor on every epoch tick, so the deadline below can

@@ -39,6 +39,7 @@ pub use component::LoadError;
 pub use http::{AllowList, HttpConfig};
 pub use recorder::Divergence;
 pub use secrets::Secrets;
+pub use state::Settle;
 
 use crate::domain::{ComponentHash, Limits, World};
 use bindings::step::StepPre;

@@ -114,6 +114,21 @@ pub struct StepState {
     pub http: Arc<HttpPolicy>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+    /// Awaited before the step acts on the world; none in a replay.
+    pub settle: Option<Settle>,
+}
+
+/// What a live step awaits before it acts on the world (an outbound
+/// request): that the run's earlier journal writes are durable, since the
+/// step may run while they commit. `Err` says why they will not be; the
+/// step must not act then.
+#[derive(Clone)]
+pub struct Settle(pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>);
+
+impl std::fmt::Debug for Settle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Settle")
+    }
 }
 
 impl StepState {
@@ -138,6 +153,7 @@ impl StepState {
             http,
             stdout,
             stderr,
+            settle: None,
         }
     }
 }

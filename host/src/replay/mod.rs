@@ -336,6 +336,7 @@ impl Replayer {
                         blobs: crate::engine::Blobs::Memory(Arc::new(rec.blobs.clone())),
                         replay: Some(children),
                         changed: swapped,
+                        settle: None,
                     },
                 )
                 .await;

@@ -241,6 +241,13 @@ pub trait Store: Send + Sync + 'static {
     /// The run's journal in journal order.
     async fn journal(&self, id: &RunId) -> Result<Vec<Entry>>;
 
+    /// Commits this store has made with an fsync of their own since it was
+    /// opened, where it knows (SQLite's writer); for the benchmark's
+    /// accounting of what a step waits for.
+    fn synced_commits(&self) -> Option<u64> {
+        None
+    }
+
     /// Claims up to `limit` runs that are ready, oldest first: queued runs,
     /// waiting runs whose `wake_at` has come, and running runs whose lease
     /// expired (a dead worker's). Each is claimed as by [`Store::claim`]. Two

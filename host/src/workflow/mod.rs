@@ -17,6 +17,7 @@
 //!   (status `waiting`, wake time, event name); the worker drops the
 //!   instance. The run resumes by replay when it is woken.
 
+mod appends;
 mod orchestration;
 mod rerun;
 mod run;

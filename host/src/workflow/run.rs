@@ -10,6 +10,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
+use super::appends::InFlight;
 use super::state::{Interrupt, Suspension, WorkflowState};
 use super::steps::StepResolver;
 use crate::domain::{
@@ -81,47 +82,21 @@ pub struct RunCtx {
     /// The highest event id this run has taken, so a later wait does not
     /// take the same event again.
     pub last_event: Mutex<i64>,
-    /// Appends started and not yet known durable: see [`RunCtx::durable`].
-    pub in_flight: InFlight,
+    /// The run's journal writes on their way: see [`InFlight`].
+    pub in_flight: Arc<InFlight>,
     /// The steps this execution has resolved, by name: a step is looked up
     /// (its active deployment read) once per execution, not per call.
     pub resolved: Mutex<HashMap<String, super::steps::Resolved>>,
 }
 
-/// A run's appends handed to the store and not yet known durable.
-#[derive(Default)]
-pub struct InFlight(tokio::sync::Mutex<Appends>);
-
-#[derive(Default)]
-struct Appends {
-    /// Oldest first, each with its entries (to try again if the store was
-    /// unavailable).
-    queue: std::collections::VecDeque<(store::Pending, Vec<Entry>)>,
-    /// Why one failed, once one did: every later wait fails too.
-    failed: Option<String>,
-}
-
 impl RunCtx {
-    /// Starts appending `entries` under the run's lease and returns without
-    /// waiting for the commit: the workflow goes on computing (turning this
-    /// step's result into the next call) while the commit and its fsync
-    /// are in flight. Nothing that can be seen outside the run happens
-    /// before [`RunCtx::durable`] says they landed: it is awaited before
-    /// any step executes, before a child run is started and before the run
-    /// finishes or parks. After a crash in between, the run resumes from
-    /// what is durable and computes the same again (docs/DECISIONS.md).
+    /// Hands `entries` to the store under the run's lease and returns
+    /// without waiting for the commit: the workflow goes on computing, and
+    /// its next step runs, while the commit and its fsync are in flight.
+    /// Nothing seen outside the run happens before they are durable (see
+    /// [`InFlight`]).
     async fn append_soon(&self, entries: Vec<Entry>) -> Result<(), Interrupt> {
-        match self.store.append_started(&self.lease, entries.clone()).await {
-            Ok(pending) => {
-                self.in_flight.0.lock().await.queue.push_back((pending, entries));
-                Ok(())
-            }
-            Err(store::Error::Unavailable(_)) => {
-                self.durable().await.map_err(Interrupt::LeaseLost)?;
-                append_retrying(self.store.as_ref(), &self.lease, entries).await.map_err(|e| lost(&e))
-            }
-            Err(e) => Err(lost(&e)),
-        }
+        self.in_flight.append(entries).await.map_err(Interrupt::LeaseLost)
     }
 
     /// The step `name` as this execution first resolved it: the version
@@ -143,21 +118,7 @@ impl RunCtx {
     /// why one failed (the lease moved, the store stayed unavailable), and
     /// then the run must stop: what it computed since is discarded.
     pub async fn durable(&self) -> Result<(), String> {
-        let mut in_flight = self.in_flight.0.lock().await;
-        let Appends { queue, failed } = &mut *in_flight;
-        while failed.is_none()
-            && let Some((pending, entries)) = queue.pop_front()
-        {
-            let landed = match pending.await {
-                Err(store::Error::Unavailable(_)) => append_retrying(self.store.as_ref(), &self.lease, entries).await,
-                other => other,
-            };
-            if let Err(e) = landed {
-                *failed = Some(e.to_string());
-                queue.clear();
-            }
-        }
-        failed.clone().map_or(Ok(()), Err)
+        self.in_flight.durable().await
     }
 
     /// Runs the step call at `seq` to its end (or to a park), answering
@@ -285,9 +246,8 @@ impl RunCtx {
                 }]);
             }
         };
-        // The step may act on the world: what the run wrote before it must
-        // be durable first.
-        self.durable().await.map_err(Interrupt::LeaseLost)?;
+        // The step runs while what the run wrote before it may still be
+        // committing: it awaits that before it acts on the world.
         let a = self
             .engine
             .run_step(
@@ -316,6 +276,7 @@ impl RunCtx {
                     blobs: crate::engine::Blobs::Store(self.store.clone()),
                     replay: None,
                     changed: false,
+                    settle: Some(self.in_flight.gate()),
                 },
             )
             .await;
@@ -465,15 +426,16 @@ impl Executor {
             World::Workflow => self.execute_workflow(ctx.clone(), loaded).await?,
             World::Step => execute_lone_step(&ctx).await,
         };
-        // The run's end is seen outside it: its appends land first.
-        let ending = match (ending, ctx.durable().await) {
-            (Ending::Finished(_) | Ending::Parked(_), Err(why)) => Ending::Abandoned(why),
-            (ending, _) => ending,
+        // The run's end is seen outside it: what was sent before lands
+        // first, and what was not is written with the end, in one commit.
+        let (ending, rest) = match (ending, ctx.in_flight.rest().await) {
+            (Ending::Finished(_) | Ending::Parked(_), Err(why)) => (Ending::Abandoned(why), Vec::new()),
+            (ending, rest) => (ending, rest.unwrap_or_default()),
         };
         let now = Micros::now();
         match &ending {
             Ending::Finished(outcome) => {
-                ctx.store.finish(&ctx.lease, Vec::new(), outcome.clone(), now).await?;
+                ctx.store.finish(&ctx.lease, rest, outcome.clone(), now).await?;
                 // A child run wakes its parent.
                 if ctx
                     .run
@@ -486,7 +448,7 @@ impl Executor {
             }
             Ending::Parked(s) => {
                 let park = Park { wake_at: s.wake_at, event: s.event.clone() };
-                ctx.store.park(&ctx.lease, Vec::new(), park).await?;
+                ctx.store.park(&ctx.lease, rest, park).await?;
             }
             // `why` tells a moved lease (another worker owns the run now)
             // from a write the store failed (the run resumes from its
@@ -547,21 +509,22 @@ impl Executor {
         };
         let memory_hit = store.data().limiter.memory_hit;
         drop(store);
-        if let Err(why) = ctx.durable().await {
-            return Ok(Ending::Abandoned(why));
-        }
-        let pending = recorder.drain();
         let interrupted = interrupt.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // What the workflow recorded after its last step goes with the
+        // run's end (see `execute`).
+        let pending = recorder.drain();
         if let Some(d) = recorder.divergence() {
             let error = RunError { kind: RunErrorKind::Nondeterministic, message: describe(&d) };
-            append_retrying(ctx.store.as_ref(), &ctx.lease, pending).await?;
-            return Ok(Ending::Finished(Outcome::Failed { error }));
+            return Ok(match ctx.in_flight.append(pending).await {
+                Ok(()) => Ending::Finished(Outcome::Failed { error }),
+                Err(why) => Ending::Abandoned(why),
+            });
         }
         if let Some(Interrupt::LeaseLost(why)) = interrupted {
             return Ok(Ending::Abandoned(why));
         }
-        if !pending.is_empty() {
-            append_retrying(ctx.store.as_ref(), &ctx.lease, pending).await?;
+        if let Err(why) = ctx.in_flight.append(pending).await {
+            return Ok(Ending::Abandoned(why));
         }
         if let Some(Interrupt::Suspend(s)) = interrupted {
             return Ok(Ending::Parked(s));
@@ -687,15 +650,15 @@ mod tests {
         let ctx = RunCtx {
             store: store.clone(),
             engine: engine.clone(),
-            steps: Arc::new(StepResolver::new(engine, store, Default::default(), Vec::new())),
+            steps: Arc::new(StepResolver::new(engine, store.clone(), Default::default(), Vec::new())),
             secrets: Arc::default(),
             policy: RunPolicy::default(),
             pinned_step: None,
             pinned_config: None,
             run,
-            lease,
+            lease: lease.clone(),
             last_event: Mutex::new(0),
-            in_flight: InFlight::default(),
+            in_flight: Arc::new(InFlight::new(store, lease)),
             resolved: Mutex::default(),
         };
         (Arc::new(ctx), harness)

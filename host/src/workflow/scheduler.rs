@@ -495,7 +495,7 @@ async fn execute(
         run,
         lease: lease.clone(),
         last_event: Mutex::new(0),
-        in_flight: Default::default(),
+        in_flight: Arc::new(super::appends::InFlight::new(store.clone(), lease.clone())),
         resolved: Default::default(),
     });
     let beat = async {

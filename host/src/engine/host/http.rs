@@ -34,6 +34,15 @@ impl Host for StepState {
                     .map_err(|e| wasmtime::format_err!("corrupt journal entry {}: {e}", entry.key))?
             }
             Begun::Live { key, started_at } => {
+                // The step may run while the run's earlier entries commit;
+                // a request is seen outside, so those must be durable first.
+                if let Some(settle) = &self.settle {
+                    (settle.0)().await.map_err(|why| {
+                        wasmtime::format_err!(
+                            "the request was not sent: the run's journal could not be written ({why})"
+                        )
+                    })?;
+                }
                 let timeout = req.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)));
                 let result = self.http.fetch(&req.method, &req.url, &headers, req.body, timeout).await;
                 let (answer, status, error) = match result {

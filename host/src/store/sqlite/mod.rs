@@ -372,6 +372,10 @@ impl Store for SqliteStore {
         }
     }
 
+    fn synced_commits(&self) -> Option<u64> {
+        Some(self.writer_stats().synced())
+    }
+
     async fn journal(&self, id: &RunId) -> Result<Vec<Entry>> {
         let rows: Vec<EntryRow> = sqlx::query_as(concat!(
             "SELECT ",

@@ -119,6 +119,7 @@ pub struct WriterStats {
     batches: AtomicU64,
     ops: AtomicU64,
     unsynced: AtomicU64,
+    synced: AtomicU64,
 }
 
 impl WriterStats {
@@ -136,6 +137,11 @@ impl WriterStats {
     /// `Durability::Fsync`: batches of lease operations only.
     pub fn unsynced(&self) -> u64 {
         self.unsynced.load(Ordering::Relaxed)
+    }
+
+    /// Transactions committed (or attempted) with an fsync of their own.
+    pub fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Relaxed)
     }
 }
 
@@ -263,6 +269,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats, o
         let sync = fsync && !ops.iter().all(Op::lease_only);
         if fsync && !sync {
             stats.unsynced.fetch_add(1, Ordering::Relaxed);
+        }
+        if sync {
+            stats.synced.fetch_add(1, Ordering::Relaxed);
         }
         // A batch that needs its fsync is not committed without it.
         let results = set_synchronous(&conn, &mut synced, sync).and_then(|()| commit_batch(&mut conn, ops));

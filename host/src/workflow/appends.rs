@@ -1,0 +1,204 @@
+//! A run's journal writes on their way to the store.
+//!
+//! The run does not wait for a step's entry to commit before it goes on: it
+//! hands the entry over and computes, and the next step runs while the
+//! commit and its fsync are in flight. What leaves the run waits instead:
+//! an outbound request, a child run, the run's end. Each of those awaits
+//! [`InFlight::durable`] (or [`InFlight::rest`]) first, so nothing outside
+//! the run ever sees work whose journal could still be lost; after a crash
+//! the run resumes from what is durable and computes the same again.
+//! docs/DECISIONS.md gives the argument.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures::future::BoxFuture;
+
+use super::run::append_retrying;
+use crate::domain::Entry;
+use crate::store::{self, Lease, Pending, Store};
+
+/// A run's appends handed to the store and not yet known durable.
+pub struct InFlight {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The append the store is committing, with its entries (to try again
+    /// if the store was unavailable). One at a time: the next is sent only
+    /// once this one landed, so the journal always holds a prefix of what
+    /// the run computed, never a later write behind a failed one.
+    sent: Option<(Pending, Vec<Entry>)>,
+    /// Entries computed while `sent` commits: they go in the next append,
+    /// together.
+    next: Vec<Entry>,
+    /// Why an append failed, once one did: every later call fails too, and
+    /// what the run computed since is discarded.
+    failed: Option<String>,
+}
+
+impl InFlight {
+    pub fn new(store: Arc<dyn Store>, lease: Lease) -> Self {
+        Self { store, lease, state: tokio::sync::Mutex::default() }
+    }
+
+    /// Hands `entries` on to the store without waiting for their commit:
+    /// they are sent now if nothing else is committing, else with the next
+    /// append. `Err` says an earlier append failed (the lease moved, the
+    /// store stayed unavailable): the run must stop.
+    pub async fn append(&self, entries: Vec<Entry>) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        state.next.extend(entries);
+        if let Some((pending, _)) = &mut state.sent {
+            // A look, not a wait: has the one in flight landed meanwhile?
+            let look = pending.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+            match look {
+                Poll::Pending => return state.failed.clone().map_or(Ok(()), Err),
+                Poll::Ready(landed) => {
+                    let entries = state.sent.take().map(|(_, e)| e).unwrap_or_default();
+                    self.landed(&mut state, landed, entries).await;
+                }
+            }
+        }
+        self.send(&mut state).await;
+        state.failed.clone().map_or(Ok(()), Err)
+    }
+
+    /// Waits until every entry handed over so far is durable.
+    pub async fn durable(&self) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        loop {
+            self.settle(&mut state).await;
+            if state.failed.is_some() || state.next.is_empty() {
+                return state.failed.clone().map_or(Ok(()), Err);
+            }
+            self.send(&mut state).await;
+        }
+    }
+
+    /// For the run's last write (its finish or park): waits for the append
+    /// in flight and takes the entries not yet sent, for the caller to
+    /// write in the same transaction as the run's end, which saves a
+    /// commit. Nothing may be handed over after.
+    pub async fn rest(&self) -> Result<Vec<Entry>, String> {
+        let mut state = self.state.lock().await;
+        self.settle(&mut state).await;
+        match &state.failed {
+            Some(why) => Err(why.clone()),
+            None => Ok(std::mem::take(&mut state.next)),
+        }
+    }
+
+    /// A handle a step's sandbox awaits before it acts on the world.
+    pub fn gate(self: &Arc<Self>) -> crate::engine::Settle {
+        let this = self.clone();
+        crate::engine::Settle(Arc::new(move || -> BoxFuture<'static, Result<(), String>> {
+            let this = this.clone();
+            Box::pin(async move { this.durable().await })
+        }))
+    }
+
+    /// Waits for the append in flight, if any.
+    async fn settle(&self, state: &mut State) {
+        if let Some((pending, entries)) = state.sent.take() {
+            let landed = pending.await;
+            self.landed(state, landed, entries).await;
+        }
+    }
+
+    /// Sends the entries waiting, unless an append is in flight or one
+    /// failed.
+    async fn send(&self, state: &mut State) {
+        if state.failed.is_some() || state.sent.is_some() || state.next.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(&mut state.next);
+        match self.store.append_started(&self.lease, entries.clone()).await {
+            Ok(pending) => state.sent = Some((pending, entries)),
+            Err(store::Error::Unavailable(_)) => {
+                let landed = append_retrying(self.store.as_ref(), &self.lease, entries).await;
+                self.landed(state, landed, Vec::new()).await;
+            }
+            Err(e) => self.landed(state, Err(e), Vec::new()).await,
+        }
+    }
+
+    /// Records how an append ended; one the store could not take is tried
+    /// again for a few seconds first.
+    async fn landed(&self, state: &mut State, landed: store::Result<()>, entries: Vec<Entry>) {
+        let landed = match landed {
+            Err(store::Error::Unavailable(_)) if !entries.is_empty() => {
+                append_retrying(self.store.as_ref(), &self.lease, entries).await
+            }
+            other => other,
+        };
+        if let Err(e) = landed {
+            state.failed = Some(e.to_string());
+            state.next.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::{EntryKey, Micros, RunId};
+    use crate::store::contract::{Harness, entry, queued};
+
+    /// A claimed run's appends on a fresh SQLite store.
+    async fn claimed() -> (Arc<InFlight>, RunId, Harness) {
+        let harness = crate::store::sqlite::test_harness().await.expect("the SQLite harness");
+        let store = harness.store.clone();
+        let run = queued(&*store, RunId::new()).await;
+        let lease = store.claim(&run.id, "w1", Duration::from_secs(30), Micros::now()).await.expect("claim");
+        (Arc::new(InFlight::new(store, lease)), run.id, harness)
+    }
+
+    async fn keys(harness: &Harness, id: &RunId) -> Vec<EntryKey> {
+        harness.store.journal(id).await.expect("the journal").iter().map(|e| e.key).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_journal_holds_a_prefix_and_the_rest_goes_with_the_end() {
+        let (appends, id, harness) = claimed().await;
+        for seq in 1..=5 {
+            appends.append(vec![entry(id, seq, 1, 0)]).await.expect("handed over");
+        }
+        // However the commits fell, what landed is the first entries in
+        // order and the rest is every later one, nothing lost or repeated.
+        let rest: Vec<EntryKey> = appends.rest().await.expect("no failure").iter().map(|e| e.key).collect();
+        let mut all = keys(&harness, &id).await;
+        all.extend(rest);
+        assert_eq!(all, (1..=5).map(|seq| EntryKey::call(seq, 1)).collect::<Vec<_>>());
+
+        appends.append(vec![entry(id, 6, 1, 0)]).await.expect("handed over");
+        (appends.gate().0)().await.expect("the gate opens once it landed");
+        assert_eq!(keys(&harness, &id).await.last(), Some(&EntryKey::call(6, 1)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_append_nothing_lands_and_the_gate_stays_shut() {
+        let (appends, id, harness) = claimed().await;
+        appends.append(vec![entry(id, 1, 1, 0)]).await.expect("handed over");
+        appends.durable().await.expect("landed");
+        // Another worker takes the run over: this run's later appends fail,
+        // and so does everything that waits for them.
+        let later = Micros::now().plus(Duration::from_secs(60));
+        harness.store.claim(&id, "w2", Duration::from_secs(30), later).await.expect("taken over");
+        for seq in 2..=4 {
+            // A failure may surface here already, or only at the wait.
+            let _ = appends.append(vec![entry(id, seq, 1, 0)]).await;
+        }
+        let why = (appends.gate().0)().await.expect_err("the lease moved");
+        assert!(why.contains("lease"), "{why}");
+        assert_eq!(appends.durable().await, Err(why.clone()), "the failure sticks");
+        assert_eq!(appends.rest().await.map(|r| r.len()), Err(why.clone()));
+        assert_eq!(appends.append(vec![entry(id, 5, 1, 0)]).await, Err(why));
+        assert_eq!(keys(&harness, &id).await, [EntryKey::call(1, 1)], "nothing after the lease moved");
+    }
+}
