@@ -484,8 +484,11 @@ fn seed_run(workflow: &str, hash: &crate::domain::ComponentHash, input: &str) ->
 async fn one_run(store: &dyn Store, worker: &Worker, run: NewRun) -> Result<(RunStatus, Duration), Error> {
     let t = Instant::now();
     let id = run.id;
-    worker.submit(run).await?;
-    worker.run(Until::Final(id)).await?;
+    // The run starts while its creation commits, as in `ferry serve`.
+    let (_, committed) = worker.submit_started(run).await?;
+    let (committed, ran) = tokio::join!(committed, worker.run(Until::Final(id)));
+    committed?;
+    ran?;
     let took = t.elapsed();
     let run = store.run(&id).await?.ok_or_else(|| Error::Failed(format!("run {id} vanished")))?;
     Ok((run.status, took))

@@ -72,6 +72,7 @@ macro_rules! contract_tests {
                 claim_ready_respects_its_limit,
                 a_held_run_is_claimed_only_by_id,
                 create_and_claim_claims_the_new_run_only_when_it_is_next,
+                a_run_created_and_claimed_early_writes_after_its_creation,
                 concurrent_claim_ready_calls_get_disjoint_runs,
                 park_with_a_stale_lease_is_lost_and_writes_nothing,
                 cancel_fences_the_worker,
@@ -792,6 +793,37 @@ pub(crate) async fn create_and_claim_claims_the_new_run_only_when_it_is_next(sto
     let orphan = new_run(run_id(8), &component(2), "report", None);
     assert!(matches!(store.create_and_claim(orphan, "w1", TTL, at(13)).await, Err(Error::NotFound(_))));
     assert_eq!(store.run(&run_id(8)).await.unwrap(), None);
+}
+
+pub(crate) async fn a_run_created_and_claimed_early_writes_after_its_creation(store: Arc<dyn Store>) {
+    let c = component(1);
+    store.put_component(&c).await.unwrap();
+    // Answered before (or, without a write queue, after) the commit: the
+    // run's first append may be started at once and lands after it.
+    let (created, claimed, commit) =
+        store.create_and_claim_started(new_run(run_id(1), &c, "report", None), "w1", TTL, at(5)).await.unwrap();
+    let (run, lease) = claimed.expect("the new run is claimed");
+    assert!(matches!(&created, Created::New(r) if r.id == run_id(1)));
+    let append = store.append_started(&lease, vec![entry(run.id, 1, 1, 0)]).await.expect("handed over");
+    commit.await.expect("the creation committed");
+    append.await.expect("the append landed after it");
+    let stored = must_run(&*store, &run.id).await;
+    assert_eq!((stored.status, stored.lease_epoch), (RunStatus::Running, 1));
+    assert_eq!(store.journal(&run.id).await.unwrap().len(), 1);
+
+    // An existing key: nothing created or claimed, and the commit is empty.
+    let keyed = new_run(run_id(2), &c, "mail", Some("k"));
+    store.create_run(keyed.clone()).await.unwrap();
+    let again = NewRun { id: run_id(3), ..keyed };
+    let (second, claimed, commit) = store.create_and_claim_started(again, "w1", TTL, at(6)).await.unwrap();
+    assert!(matches!(&second, Created::Existing(r) if r.id == run_id(2)));
+    assert!(claimed.is_none(), "an existing run is not claimed here");
+    commit.await.expect("nothing to commit");
+
+    // A failed create answers with its error, not with a claim.
+    let orphan = new_run(run_id(4), &component(2), "report", None);
+    assert!(matches!(store.create_and_claim_started(orphan, "w1", TTL, at(7)).await, Err(Error::NotFound(_))));
+    assert_eq!(store.run(&run_id(4)).await.unwrap(), None);
 }
 
 pub(crate) async fn concurrent_claim_ready_calls_get_disjoint_runs(store: Arc<dyn Store>) {

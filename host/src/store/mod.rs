@@ -204,6 +204,23 @@ pub trait Store: Send + Sync + 'static {
         now: Micros,
     ) -> Result<(Created, Option<(Run, Lease)>)>;
 
+    /// [`Store::create_and_claim`], answered as soon as the run is created
+    /// and claimed inside the store's write transaction, with a future for
+    /// that transaction's commit. The caller may start executing the run
+    /// meanwhile (its later writes commit after this one, and fail if this
+    /// one did), but must await the commit before anyone outside learns the
+    /// run exists. A store without a write queue answers after the commit.
+    async fn create_and_claim_started(
+        &self,
+        run: NewRun,
+        owner: &str,
+        ttl: Duration,
+        now: Micros,
+    ) -> Result<(Created, Option<(Run, Lease)>, Pending)> {
+        let (created, claimed) = self.create_and_claim(run, owner, ttl, now).await?;
+        Ok((created, claimed, Box::pin(std::future::ready(Ok(())))))
+    }
+
     /// The run with this id.
     async fn run(&self, id: &RunId) -> Result<Option<Run>>;
 

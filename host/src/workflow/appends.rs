@@ -45,6 +45,15 @@ impl InFlight {
         Self { store, lease, state: tokio::sync::Mutex::default() }
     }
 
+    /// Starts with `first` in flight: the commit that created the run, for
+    /// a run that starts executing before it lands (`Worker::submit`).
+    /// Everything the run writes goes after it, and fails if it did.
+    #[must_use]
+    pub fn after(mut self, first: Pending) -> Self {
+        self.state.get_mut().sent = Some((first, Vec::new()));
+        self
+    }
+
     /// Hands `entries` on to the store without waiting for their commit:
     /// they are sent now if nothing else is committing, else with the next
     /// append. `Err` says an earlier append failed (the lease moved, the

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -160,20 +161,42 @@ impl Worker {
     /// just before `run`). If no loop ever starts it, its lease expires and
     /// it is claimed again, here or elsewhere, like a crashed worker's.
     pub async fn submit(&self, run: NewRun) -> Result<Created, store::Error> {
+        let (created, committed) = self.submit_started(run).await?;
+        committed.await?;
+        Ok(created)
+    }
+
+    /// [`Worker::submit`], answered once the run is created and handed
+    /// over, before the transaction that created it has committed, with a
+    /// future for that commit: await it before telling anyone the run
+    /// exists. The handed-over run starts executing meanwhile (its own
+    /// writes go after that commit, and fail if it did). For a caller that
+    /// starts the worker's loop itself right after (`ferry run`, the bench).
+    pub async fn submit_started(
+        &self,
+        run: NewRun,
+    ) -> Result<(Created, futures::future::BoxFuture<'static, Result<(), store::Error>>), store::Error> {
         let shut = self.handoff.lock().unwrap_or_else(|e| e.into_inner()).shut;
         let slot = if shut { None } else { self.slots.clone().try_acquire_owned().ok() };
         let Some(slot) = slot else {
             let created = self.store.create_run(run).await?;
             self.wake.notify_one();
-            return Ok(created);
+            return Ok((created, Box::pin(std::future::ready(Ok(())))));
         };
         let owner = &self.config.owner;
-        let (created, claimed) = self.store.create_and_claim(run, owner, self.config.lease_ttl, Micros::now()).await?;
+        let (created, claimed, commit) =
+            self.store.create_and_claim_started(run, owner, self.config.lease_ttl, Micros::now()).await?;
         let Some((run, lease)) = claimed else {
+            commit.await?;
             self.wake.notify_one();
-            return Ok(created);
+            return Ok((created, Box::pin(std::future::ready(Ok(())))));
         };
-        let job = Box::pin(self.job(run, lease, slot));
+        // The run starts while the transaction that created it commits.
+        let commit = commit.map(|landed| landed.map_err(Arc::new)).shared();
+        let first: store::Pending = Box::pin(commit.clone().map(|landed| {
+            landed.map_err(|e| store::Error::Unavailable(format!("the run's creation did not commit: {e}")))
+        }));
+        let job = Box::pin(self.job(run, lease, slot, Some(first)));
         let handed = {
             let mut handoff = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
             let open = !handoff.shut;
@@ -188,7 +211,10 @@ impl Worker {
             // Shut down while claiming: nothing will start it here.
             self.hand_back().await;
         }
-        Ok(created)
+        let committed = commit.map(|landed| {
+            landed.map_err(|e| Arc::try_unwrap(e).unwrap_or_else(|e| store::Error::Unavailable(e.to_string())))
+        });
+        Ok((created, Box::pin(committed)))
     }
 
     /// Claims and executes runs until `until` holds.
@@ -278,7 +304,7 @@ impl Worker {
             for (run, lease) in claimed {
                 // The claim asked for at most `free` runs, one permit each.
                 let Some(slot) = permits.as_mut().and_then(|p| p.split(1)) else { break };
-                let job = self.job(run, lease, slot);
+                let job = self.job(run, lease, slot, None);
                 in_flight.spawn(job);
             }
             drop(permits);
@@ -372,6 +398,7 @@ impl Worker {
         run: Run,
         lease: Lease,
         slot: OwnedSemaphorePermit,
+        created: Option<store::Pending>,
     ) -> impl std::future::Future<Output = (RunId, Settled)> + Send + 'static {
         let (store, engine, executor, steps, secrets, config, held, ended) = (
             self.store.clone(),
@@ -386,7 +413,7 @@ impl Worker {
         held.lock().unwrap_or_else(|e| e.into_inner()).insert(run.id, lease.clone());
         async move {
             let id = run.id;
-            let ending = execute(store, engine, executor, steps, secrets, config, run, lease).await;
+            let ending = execute(store, engine, executor, steps, secrets, config, run, lease, created).await;
             held.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(slot);
             // Nobody listening is fine.
@@ -452,6 +479,7 @@ async fn execute(
     config: WorkerConfig,
     run: Run,
     lease: Lease,
+    created: Option<store::Pending>,
 ) -> Result<Ending, store::Error> {
     // Loaded components are kept by hash: only a component this process has
     // not seen yet is read from the store (and hashed, compiled or loaded
@@ -495,7 +523,10 @@ async fn execute(
         run,
         lease: lease.clone(),
         last_event: Mutex::new(0),
-        in_flight: Arc::new(super::appends::InFlight::new(store.clone(), lease.clone())),
+        in_flight: Arc::new(match created {
+            Some(commit) => super::appends::InFlight::new(store.clone(), lease.clone()).after(commit),
+            None => super::appends::InFlight::new(store.clone(), lease.clone()),
+        }),
         resolved: Default::default(),
     });
     let beat = async {

@@ -111,7 +111,12 @@ pub(super) enum Done {
 struct Job {
     op: Op,
     reply: oneshot::Sender<Result<Done>>,
+    /// For [`Writer::send_early`]: takes the operation's result as soon as
+    /// it ran, before the commit (`reply` then gets `Done::Written`).
+    early: Early,
 }
+
+type Early = Option<oneshot::Sender<Result<Done>>>;
 
 /// Counters of the writer, for tests and metrics.
 #[derive(Debug, Default)]
@@ -187,12 +192,27 @@ impl Writer {
     /// Sends one write to the writer's queue (waiting only while the queue
     /// is full); [`Sent::answer`] waits for its commit.
     pub(super) async fn send(&self, op: Op) -> Result<Sent> {
+        self.send_job(op, None).await
+    }
+
+    /// Sends one write whose result is wanted before its commit: the first
+    /// `Sent` answers once the operation ran inside its batch's transaction
+    /// (a batch can still fail after that: the second says), the second
+    /// once the batch committed, with `Done::Written`. If the operation
+    /// itself fails, the first is closed and the second has the error.
+    pub(super) async fn send_early(&self, op: Op) -> Result<(Sent, Sent)> {
+        let (early, ran) = oneshot::channel();
+        let committed = self.send_job(op, Some(early)).await?;
+        Ok((Sent { answer: ran, alone: committed.alone }, committed))
+    }
+
+    async fn send_job(&self, op: Op, early: Early) -> Result<Sent> {
         let (reply, answer) = oneshot::channel();
         let alone = self.outstanding.fetch_add(1, Ordering::AcqRel) == 0;
         // Counted until the writer has it (it uncounts it when it answers),
         // also if this future is dropped while the queue is full.
         let mut unsent = Unsent(Some(&self.outstanding));
-        if self.jobs.send(Job { op, reply }).await.is_err() {
+        if self.jobs.send(Job { op, reply, early }).await.is_err() {
             return Err(Error::Unavailable("the store's writer has stopped".into()));
         }
         unsent.sent();
@@ -264,9 +284,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, stats: &WriterStats, o
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+        let (ops, replies): (Vec<(Op, Early)>, Vec<_>) = jobs.drain(..).map(|j| ((j.op, j.early), j.reply)).unzip();
         let answered = replies.len();
-        let sync = fsync && !ops.iter().all(Op::lease_only);
+        let sync = fsync && !ops.iter().all(|(op, _)| op.lease_only());
         if fsync && !sync {
             stats.unsynced.fetch_add(1, Ordering::Relaxed);
         }
@@ -337,7 +357,7 @@ fn set_synchronous(conn: &Connection, synced: &mut bool, want: bool) -> Result<(
 
 /// Runs the operations in one transaction, each under its own savepoint.
 /// `Err` means the transaction failed and nothing of the batch is kept.
-fn commit_batch(conn: &mut Connection, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+fn commit_batch(conn: &mut Connection, ops: Vec<(Op, Early)>) -> Result<Vec<Result<Done>>> {
     control(conn, "BEGIN IMMEDIATE")?;
     let result = run_batch(conn, ops);
     // A failed batch (a statement of transaction control failed, or SQLite
@@ -353,14 +373,15 @@ fn commit_batch(conn: &mut Connection, ops: Vec<Op>) -> Result<Vec<Result<Done>>
 }
 
 /// The body of [`commit_batch`], from just after `BEGIN` to the commit.
-fn run_batch(conn: &Connection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+fn run_batch(conn: &Connection, mut ops: Vec<(Op, Early)>) -> Result<Vec<Result<Done>>> {
     // A batch of one (the common case on a quiet host, where latency is
     // measured) needs no savepoint: the transaction is the operation's own.
     if ops.len() == 1
-        && let Some(op) = ops.pop()
+        && let Some((op, early)) = ops.pop()
     {
         return match apply(conn, op) {
             Ok(done) => {
+                let done = ran(done, early);
                 control(conn, "COMMIT")?;
                 Ok(vec![Ok(done)])
             }
@@ -374,12 +395,12 @@ fn run_batch(conn: &Connection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
         };
     }
     let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
+    for (op, early) in ops {
         control(conn, "SAVEPOINT op")?;
         match apply(conn, op) {
             Ok(done) => {
                 control(conn, "RELEASE op")?;
-                results.push(Ok(done));
+                results.push(Ok(ran(done, early)));
             }
             Err(err) => {
                 // On some errors (I/O, disk full) SQLite rolls back the whole
@@ -400,6 +421,19 @@ fn run_batch(conn: &Connection, mut ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
     }
     control(conn, "COMMIT")?;
     Ok(results)
+}
+
+/// An operation's result, ran and not committed yet: to its early
+/// receiver if it has one (its commit's answer is then `Done::Written`).
+fn ran(done: Done, early: Early) -> Done {
+    match early {
+        Some(early) => {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = early.send(Ok(done));
+            Done::Written
+        }
+        None => done,
+    }
 }
 
 /// The batch's error when SQLite rolled the transaction back by itself.
