@@ -44,6 +44,7 @@ fn bench_runs_the_seed_workload_and_reports_every_figure() {
     assert_eq!(doc["workflow"], "wf-seq");
     assert_eq!(doc["step"], "echo");
     assert_eq!(doc["durability"], "fsync");
+    assert_eq!(doc["run_ahead"], true);
     assert_eq!(doc["latency_failed"], 0);
     assert_eq!(doc["latency_runs"], 20, "the latency phase runs at most --workflows runs");
     assert!(num(&doc, "payload_bytes") >= 150.0, "a ~200-byte input: {doc:#}");
@@ -124,6 +125,20 @@ fn bench_fan_out_prints_a_table_and_wants_a_fresh_store() {
     let (code, stdout, stderr) = bench(&sb, &["--workflows", "1"]);
     assert_eq!(code, 2, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("fresh store"), "{stderr}");
+}
+
+#[test]
+fn without_run_ahead_each_step_waits_for_its_own_commit() {
+    let sb = Sandbox::new();
+    let (code, stdout, stderr) = bench(&sb, &["--workflows", "10", "--latency-runs", "5", "--no-run-ahead", "--json"]);
+    let doc = json(code, &stdout, &stderr);
+    assert_eq!(doc["completed"], 10, "{doc:#}");
+    assert_eq!(doc["run_ahead"], false);
+    // Each of the 12 steps waited for the commit of the one before, so a
+    // run's steps took at least 12 synced commits (with the finish and
+    // the creation, 14 on an idle store); running ahead makes a few.
+    let fsyncs = num(&doc, "fsyncs_per_run");
+    assert!(fsyncs >= 12.0, "one synced commit per step at least: {doc:#}");
 }
 
 /// The million-run memory check in miniature: RSS after 2,000 completed

@@ -74,6 +74,8 @@ pub struct Config {
     pub rss_checkpoints: u32,
     /// The store's durability mode, for the report.
     pub durability: Durability,
+    /// Runs compute ahead of their commits (`RunPolicy::run_ahead`).
+    pub run_ahead: bool,
 }
 
 impl Config {
@@ -182,6 +184,8 @@ pub struct Report {
     pub payload_bytes: usize,
     pub concurrency: usize,
     pub durability: Durability,
+    /// Runs computed ahead of their commits (off with `--no-run-ahead`).
+    pub run_ahead: bool,
     pub cores: usize,
     /// Throughput phase: runs that completed, and that ended otherwise.
     pub completed: u64,
@@ -275,6 +279,7 @@ pub async fn run(
         owner: format!("bench-{}", std::process::id()),
         max_runs: config.concurrency.max(1),
         poll: POLL,
+        policy: crate::workflow::RunPolicy { run_ahead: config.run_ahead, ..Default::default() },
         ..WorkerConfig::default()
     };
     let worker = Arc::new(
@@ -360,6 +365,7 @@ pub async fn run(
         payload_bytes: PAYLOAD.len(),
         concurrency: config.concurrency.max(1),
         durability: config.durability,
+        run_ahead: config.run_ahead,
         cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         completed: done.completed,
         failed: done.finished.saturating_sub(done.completed),
@@ -663,6 +669,7 @@ mod tests {
             latency_runs: 1,
             rss_checkpoints: 0,
             durability: Durability::Fsync,
+            run_ahead: true,
         };
         assert_eq!(c.shape(), (6, 6));
         assert!(c.input().starts_with(r#"{"parallel":6,"sequential":6,"payload":{"#));

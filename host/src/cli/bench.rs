@@ -59,6 +59,11 @@ pub struct Args {
     /// Print one JSON object for programs instead of the table.
     #[arg(long)]
     json: bool,
+    /// Call each step only once every entry before it is durable, instead
+    /// of running ahead of the commits (in-process only; `ferry serve` has
+    /// the same option).
+    #[arg(long)]
+    no_run_ahead: bool,
     /// `--db`: the store to create (default: a temporary SQLite file,
     /// removed afterwards; a SQLite file must not exist yet; on a
     /// `postgres://` URL the bench works in a fresh schema of its own and
@@ -193,6 +198,7 @@ async fn in_process(
         latency_runs: args.latency_runs,
         rss_checkpoints: args.rss_checkpoints,
         durability: store_args.durability,
+        run_ahead: !args.no_run_ahead,
     };
     let size = match (db_file, schema) {
         (Some(file), _) => StoreSize::Sqlite(file),
@@ -386,6 +392,12 @@ fn table(r: &Report) -> String {
         _ => "SQLite synchronous = NORMAL",
     };
     row("durability", durability.clone(), commit.into());
+    let ahead = if r.run_ahead {
+        "steps run while the entries before them commit; requests and the run's end wait for them"
+    } else {
+        "each step waits until the entries before it are durable (--no-run-ahead)"
+    };
+    row("run ahead", if r.run_ahead { "on" } else { "off" }.into(), ahead.into());
     row("cores", r.cores.to_string(), String::new());
     row("total wall time", format!("{:.2} s", r.total_wall_s), "baseline, warm-up, throughput, latency".into());
     format!("{head}{out}")

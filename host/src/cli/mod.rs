@@ -183,6 +183,11 @@ pub struct WorkerArgs {
     /// after a crash, another process takes the run over once it expires.
     #[arg(long, value_parser = format::parse_duration, default_value = "10s")]
     lease_ttl: std::time::Duration,
+    /// Call each step only once every entry before it is durable, instead
+    /// of running ahead of the commits (slower; the same guarantees as seen
+    /// from outside the run: docs/DECISIONS.md).
+    #[arg(long)]
+    no_run_ahead: bool,
 }
 
 impl WorkerArgs {
@@ -203,7 +208,7 @@ impl WorkerArgs {
             StepResolver::new(host.engine.clone(), host.store.clone(), self.steps.iter().cloned().collect(), dirs);
         let retry = crate::domain::RetryPolicy { max_attempts: self.max_attempts.max(1), ..Default::default() };
         let allow = crate::engine::AllowList::new(self.allow_hosts.iter().cloned());
-        let policy = RunPolicy { retry, limits, allow, ..RunPolicy::default() };
+        let policy = RunPolicy { retry, limits, allow, run_ahead: !self.no_run_ahead, ..RunPolicy::default() };
         let ttl = self.lease_ttl.max(std::time::Duration::from_millis(500));
         let config = WorkerConfig {
             owner: host.owner.clone(),

@@ -27,6 +27,11 @@ pub struct Args {
     /// On shutdown, how long runs in flight may take to finish.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     grace: std::time::Duration,
+    /// Call each step only once every entry before it is durable, instead
+    /// of running ahead of the commits (slower; the same guarantees as seen
+    /// from outside the run: docs/DECISIONS.md).
+    #[arg(long)]
+    no_run_ahead: bool,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -49,6 +54,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         max_runs: args.concurrency.max(1),
         lease_ttl: ttl,
         heartbeat: (ttl / 4).min(std::time::Duration::from_secs(2)),
+        policy: crate::workflow::RunPolicy { run_ahead: !args.no_run_ahead, ..Default::default() },
         ..crate::daemon::default_worker(owner)
     };
     let config = crate::daemon::Config { listen: args.listen, token, grace: args.grace, worker };

@@ -18,6 +18,11 @@ use super::run::append_retrying;
 use crate::domain::Entry;
 use crate::store::{self, Lease, Pending, Store};
 
+/// Entries a run may compute ahead of the append in flight before it waits
+/// for that append: bounds the memory a run holds while the store is slow,
+/// and the work a crash makes it redo.
+const MAX_AHEAD: usize = 256;
+
 /// A run's appends handed to the store and not yet known durable.
 pub struct InFlight {
     store: Arc<dyn Store>,
@@ -65,7 +70,8 @@ impl InFlight {
             // A look, not a wait: has the one in flight landed meanwhile?
             let look = pending.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             match look {
-                Poll::Pending => return state.failed.clone().map_or(Ok(()), Err),
+                Poll::Pending if state.next.len() < MAX_AHEAD => return state.failed.clone().map_or(Ok(()), Err),
+                Poll::Pending => self.settle(&mut state).await,
                 Poll::Ready(landed) => {
                     let entries = state.sent.take().map(|(_, e)| e).unwrap_or_default();
                     self.landed(&mut state, landed, entries).await;

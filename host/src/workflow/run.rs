@@ -36,6 +36,10 @@ pub struct RunPolicy {
     /// Backoffs up to this long are waited out in place; longer ones park
     /// the run.
     pub inline_backoff: Duration,
+    /// The run computes ahead of its commits: a step is called while the
+    /// entries before it may still be committing (its requests wait for
+    /// them). Off, each step waits until they are durable.
+    pub run_ahead: bool,
 }
 
 impl Default for RunPolicy {
@@ -45,6 +49,7 @@ impl Default for RunPolicy {
             limits: Limits::default(),
             allow: AllowList::default(),
             inline_backoff: Duration::from_secs(2),
+            run_ahead: true,
         }
     }
 }
@@ -247,7 +252,11 @@ impl RunCtx {
             }
         };
         // The step runs while what the run wrote before it may still be
-        // committing: it awaits that before it acts on the world.
+        // committing: it awaits that before it acts on the world (or
+        // before it starts, without run-ahead).
+        if !self.policy.run_ahead {
+            self.durable().await.map_err(Interrupt::LeaseLost)?;
+        }
         let a = self
             .engine
             .run_step(

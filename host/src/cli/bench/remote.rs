@@ -292,7 +292,11 @@ pub async fn run(args: &Args, daemon: &Daemon, guests: &Path) -> anyhow::Result<
         latency_runs: args.latency_runs,
         rss_checkpoints: 0,
         durability: args.store.durability,
+        run_ahead: !args.no_run_ahead,
     };
+    if args.no_run_ahead && !args.json {
+        eprintln!("note: --no-run-ahead is the daemon's own option with --through-daemon (ferry serve --no-run-ahead)");
+    }
     if args.rss_checkpoints > 0 && !args.json {
         eprintln!("note: --rss-checkpoints is not used with --through-daemon: the daemon's memory is its own");
     }
