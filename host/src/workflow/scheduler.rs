@@ -171,7 +171,8 @@ impl Worker {
     /// future for that commit: await it before telling anyone the run
     /// exists. The handed-over run starts executing meanwhile (its own
     /// writes go after that commit, and fail if it did). For a caller that
-    /// starts the worker's loop itself right after (`ferry run`, the bench).
+    /// runs the worker's loop itself meanwhile (the bench's latency runs);
+    /// in `ferry serve` the loop is always running, and `submit` suffices.
     pub async fn submit_started(
         &self,
         run: NewRun,
