@@ -435,7 +435,7 @@ impl Summary {
             self.week, self.completed, self.clients, self.failed
         );
         println!(
-            "  step-runs   {} in {} ({:.0} step-runs/s, every result fsynced before the next step)",
+            "  step-runs   {} in {} ({:.0} step-runs/s, every result fsynced before the run acts on it)",
             thousands(self.step_runs),
             duration(wall),
             self.step_runs as f64 / wall.as_secs_f64().max(1e-9)
