@@ -291,6 +291,29 @@ impl Store for PgStore {
         }
     }
 
+    async fn create_and_claim_started(
+        &self,
+        run: NewRun,
+        owner: &str,
+        ttl: Duration,
+        now: Micros,
+    ) -> Result<(Created, Option<(Run, Lease)>, Pending)> {
+        let op = Op::CreateAndClaim { run: Box::new(run), owner: owner.to_owned(), ttl, now };
+        let (ran, committed) = self.writer.send_early(op).await?;
+        let commit: Pending = Box::pin(async move {
+            match committed.answer().await? {
+                Done::Written => Ok(()),
+                _ => Err(unexpected("create_and_claim")),
+            }
+        });
+        match ran.answer().await {
+            Ok(Done::CreatedClaimed(created, claimed)) => Ok((*created, claimed.map(|c| *c), commit)),
+            Ok(_) => Err(unexpected("create_and_claim")),
+            // The operation failed: its error comes with the commit's answer.
+            Err(_) => Err(commit.await.err().unwrap_or_else(|| unexpected("create_and_claim"))),
+        }
+    }
+
     async fn run(&self, id: &RunId) -> Result<Option<Run>> {
         let row: Option<RunRow> = sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1"))
             .bind(id.to_string())

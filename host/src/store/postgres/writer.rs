@@ -90,7 +90,12 @@ pub(super) enum Done {
 struct Job {
     op: Op,
     reply: oneshot::Sender<Result<Done>>,
+    /// For [`Writer::send_early`]: takes the operation's result as soon as
+    /// it ran, before the commit (`reply` then gets `Done::Written`).
+    early: Early,
 }
+
+type Early = Option<oneshot::Sender<Result<Done>>>;
 
 /// Counters of the writer, for tests and metrics.
 #[derive(Debug, Default)]
@@ -147,9 +152,24 @@ impl Writer {
     /// Sends one write to the writer's queue (waiting only while the queue
     /// is full); [`Sent::answer`] waits for its commit.
     pub(super) async fn send(&self, op: Op) -> Result<Sent> {
+        self.send_job(op, None).await
+    }
+
+    /// Sends one write whose result is wanted before its commit: the first
+    /// `Sent` answers once the operation ran inside its batch's transaction
+    /// (a batch can still fail after that: the second says), the second
+    /// once the batch committed, with `Done::Written`. If the operation
+    /// itself fails, the first is closed and the second has the error.
+    pub(super) async fn send_early(&self, op: Op) -> Result<(Sent, Sent)> {
+        let (early, ran) = oneshot::channel();
+        let committed = self.send_job(op, Some(early)).await?;
+        Ok((Sent(ran), committed))
+    }
+
+    async fn send_job(&self, op: Op, early: Early) -> Result<Sent> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { op, reply })
+            .send(Job { op, reply, early })
             .await
             .map_err(|_| Error::Unavailable("the store's writer has stopped".into()))?;
         Ok(Sent(answer))
@@ -198,7 +218,7 @@ async fn run(mut link: Link, mut rx: mpsc::Receiver<Job>, stats: Arc<WriterStats
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.ops.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        let (ops, replies): (Vec<Op>, Vec<_>) = jobs.drain(..).map(|j| (j.op, j.reply)).unzip();
+        let (ops, replies): (Vec<(Op, Early)>, Vec<_>) = jobs.drain(..).map(|j| ((j.op, j.early), j.reply)).unzip();
         match run_batch(&mut link, ops).await {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -230,7 +250,7 @@ enum BatchError {
 }
 
 /// Runs one batch, on a new connection when the current one is lost.
-async fn run_batch(link: &mut Link, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
+async fn run_batch(link: &mut Link, ops: Vec<(Op, Early)>) -> Result<Vec<Result<Done>>> {
     let mut ops = Some(ops);
     for attempt in 0..2 {
         let conn = link.connection().await?;
@@ -271,8 +291,8 @@ async fn run_batch(link: &mut Link, ops: Vec<Op>) -> Result<Vec<Result<Done>>> {
 /// none of them ran.
 async fn commit_batch(
     conn: &mut PgConnection,
-    ops: Vec<Op>,
-) -> std::result::Result<Vec<Result<Done>>, (BatchError, Vec<Op>)> {
+    ops: Vec<(Op, Early)>,
+) -> std::result::Result<Vec<Result<Done>>, (BatchError, Vec<(Op, Early)>)> {
     let failed = |e: sqlx::Error| BatchError::Failed { connection_lost: is_connection_lost(&e), err: db_err(e) };
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
@@ -280,7 +300,7 @@ async fn commit_batch(
         Err(e) => return Err((failed(e), Vec::new())),
     };
     let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
+    for (op, early) in ops {
         if let Err(e) = sqlx::raw_sql("SAVEPOINT op").execute(&mut *tx).await {
             return Err((failed(e), Vec::new()));
         }
@@ -289,7 +309,7 @@ async fn commit_batch(
                 if let Err(e) = sqlx::raw_sql("RELEASE SAVEPOINT op").execute(&mut *tx).await {
                     return Err((failed(e), Vec::new()));
                 }
-                results.push(Ok(done));
+                results.push(Ok(ran(done, early)));
             }
             Err(err) => {
                 // Back to before the operation, and forget the savepoint so
@@ -313,6 +333,19 @@ async fn commit_batch(
         return Err((failed(e), Vec::new()));
     }
     Ok(results)
+}
+
+/// An operation's result, ran and not committed yet: to its early
+/// receiver if it has one (its commit's answer is then `Done::Written`).
+fn ran(done: Done, early: Early) -> Done {
+    match early {
+        Some(early) => {
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = early.send(Ok(done));
+            Done::Written
+        }
+        None => done,
+    }
 }
 
 async fn apply(conn: &mut PgConnection, op: Op) -> Result<Done> {
