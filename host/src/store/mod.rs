@@ -83,6 +83,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// [`Store::append_started`].
 pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'static>>;
 
+/// For a backend whose writer answers an operation once it ran, before its
+/// batch commits (`ran`), and again once it committed (`committed`): the
+/// first answer, with the commit as a [`Pending`]. An operation that failed
+/// gives no first answer; its error is the commit's.
+pub(crate) async fn answered_before_commit<D: Send + 'static>(
+    ran: impl std::future::Future<Output = Result<D>>,
+    committed: impl std::future::Future<Output = Result<D>> + Send + 'static,
+) -> Result<(D, Pending)> {
+    let commit: Pending = Box::pin(async move { committed.await.map(drop) });
+    match ran.await {
+        Ok(done) => Ok((done, commit)),
+        Err(_) => {
+            Err(commit.await.err().unwrap_or_else(|| Error::Unavailable("the store's writer gave no answer".into())))
+        }
+    }
+}
+
 /// How hard the store works to keep a commit through a power cut.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

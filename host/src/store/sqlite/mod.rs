@@ -297,17 +297,9 @@ impl Store for SqliteStore {
     ) -> Result<(Created, Option<(Run, Lease)>, Pending)> {
         let op = Op::CreateAndClaim { run: Box::new(run), owner: owner.to_owned(), ttl, now };
         let (ran, committed) = self.writer.send_early(op).await?;
-        let commit: Pending = Box::pin(async move {
-            match committed.answer().await? {
-                Done::Written => Ok(()),
-                _ => Err(unexpected("create_and_claim")),
-            }
-        });
-        match ran.answer().await {
-            Ok(Done::CreatedClaimed(created, claimed)) => Ok((*created, claimed.map(|c| *c), commit)),
-            Ok(_) => Err(unexpected("create_and_claim")),
-            // The operation failed: its error comes with the commit's answer.
-            Err(_) => Err(commit.await.err().unwrap_or_else(|| unexpected("create_and_claim"))),
+        match super::answered_before_commit(ran.answer(), committed.answer()).await? {
+            (Done::CreatedClaimed(created, claimed), commit) => Ok((*created, claimed.map(|c| *c), commit)),
+            _ => Err(unexpected("create_and_claim")),
         }
     }
 
