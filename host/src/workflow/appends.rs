@@ -197,6 +197,53 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_waits_once_it_is_max_ahead_of_a_commit_that_does_not_land() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("ferry.db");
+        let path = path.to_str().expect("a UTF-8 path").to_owned();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(&path, crate::store::Durability::Buffered).await.expect("a store"),
+        );
+        let id = queued(&*store, RunId::new()).await.id;
+        let lease = store.claim(&id, "w1", Duration::from_secs(30), Micros::now()).await.expect("claim");
+        let appends = Arc::new(InFlight::new(store.clone(), lease));
+
+        // Another connection holds the write lock: the first append waits
+        // for it, and the run computes ahead until the bound.
+        let blocker = rusqlite::Connection::open(&path).expect("a second connection");
+        blocker.execute_batch("BEGIN IMMEDIATE").expect("the write lock");
+        let total = MAX_AHEAD as u32 + 10;
+        let handed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (appends, handed) = (appends.clone(), handed.clone());
+            async move {
+                for seq in 1..=total {
+                    appends.append(vec![entry(id, seq, 1, 0)]).await?;
+                    handed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok::<_, String>(())
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(4);
+        while handed.load(std::sync::atomic::Ordering::SeqCst) < MAX_AHEAD {
+            assert!(std::time::Instant::now() < deadline, "the run never got {MAX_AHEAD} entries ahead");
+            tokio::task::yield_now().await;
+        }
+        // The one sent plus MAX_AHEAD - 1 waiting: the next append waits
+        // (without the bound, all of them are handed over within this).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(handed.load(std::sync::atomic::Ordering::SeqCst), MAX_AHEAD, "no further ahead");
+        assert!(!task.is_finished());
+
+        blocker.execute_batch("ROLLBACK").expect("the lock released");
+        task.await.expect("the task").expect("every append handed over");
+        appends.durable().await.expect("all landed");
+        let want: Vec<EntryKey> = (1..=total).map(|seq| EntryKey::call(seq, 1)).collect();
+        let got: Vec<EntryKey> = store.journal(&id).await.expect("the journal").iter().map(|e| e.key).collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_a_failed_append_nothing_lands_and_the_gate_stays_shut() {
         let (appends, id, harness) = claimed().await;
         appends.append(vec![entry(id, 1, 1, 0)]).await.expect("handed over");
