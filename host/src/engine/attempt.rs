@@ -33,7 +33,7 @@ pub struct StepCall {
     /// Replay of a changed component: log lines need not match.
     pub changed: bool,
     /// Awaited before the step acts on the world (see [`Settle`]).
-    pub settle: Option<Settle>,
+    pub settle: Option<Arc<dyn Settle>>,
 }
 
 /// What one attempt did.

@@ -115,17 +115,18 @@ pub struct StepState {
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
     /// Awaited before the step acts on the world; none in a replay.
-    pub settle: Option<Settle>,
+    pub settle: Option<Arc<dyn Settle>>,
 }
 
 /// What a live step awaits before it acts on the world (an outbound
 /// request): that the run's earlier journal writes are durable, since the
 /// step may run while they commit. `Err` says why they will not be; the
 /// step must not act then.
-#[derive(Clone)]
-pub struct Settle(pub Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync>);
+pub trait Settle: Send + Sync {
+    fn settle(&self) -> futures::future::BoxFuture<'_, Result<(), String>>;
+}
 
-impl std::fmt::Debug for Settle {
+impl std::fmt::Debug for dyn Settle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Settle")
     }

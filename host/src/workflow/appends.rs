@@ -71,7 +71,7 @@ impl InFlight {
             let look = pending.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             match look {
                 Poll::Pending if state.next.len() < MAX_AHEAD => return state.failed.clone().map_or(Ok(()), Err),
-                Poll::Pending => self.settle(&mut state).await,
+                Poll::Pending => self.wait_sent(&mut state).await,
                 Poll::Ready(landed) => {
                     let entries = state.sent.take().map(|(_, e)| e).unwrap_or_default();
                     self.landed(&mut state, landed, entries).await;
@@ -86,7 +86,7 @@ impl InFlight {
     pub async fn durable(&self) -> Result<(), String> {
         let mut state = self.state.lock().await;
         loop {
-            self.settle(&mut state).await;
+            self.wait_sent(&mut state).await;
             if state.failed.is_some() || state.next.is_empty() {
                 return state.failed.clone().map_or(Ok(()), Err);
             }
@@ -100,24 +100,15 @@ impl InFlight {
     /// commit. Nothing may be handed over after.
     pub async fn rest(&self) -> Result<Vec<Entry>, String> {
         let mut state = self.state.lock().await;
-        self.settle(&mut state).await;
+        self.wait_sent(&mut state).await;
         match &state.failed {
             Some(why) => Err(why.clone()),
             None => Ok(std::mem::take(&mut state.next)),
         }
     }
 
-    /// A handle a step's sandbox awaits before it acts on the world.
-    pub fn gate(self: &Arc<Self>) -> crate::engine::Settle {
-        let this = self.clone();
-        crate::engine::Settle(Arc::new(move || -> BoxFuture<'static, Result<(), String>> {
-            let this = this.clone();
-            Box::pin(async move { this.durable().await })
-        }))
-    }
-
     /// Waits for the append in flight, if any.
-    async fn settle(&self, state: &mut State) {
+    async fn wait_sent(&self, state: &mut State) {
         if let Some((pending, entries)) = state.sent.take() {
             let landed = pending.await;
             self.landed(state, landed, entries).await;
@@ -157,12 +148,20 @@ impl InFlight {
     }
 }
 
+/// The gate a step's sandbox awaits before it acts on the world.
+impl crate::engine::Settle for InFlight {
+    fn settle(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.durable())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::domain::{EntryKey, Micros, RunId};
+    use crate::engine::Settle;
     use crate::store::contract::{Harness, entry, queued};
 
     /// A claimed run's appends on a fresh SQLite store.
@@ -192,7 +191,7 @@ mod tests {
         assert_eq!(all, (1..=5).map(|seq| EntryKey::call(seq, 1)).collect::<Vec<_>>());
 
         appends.append(vec![entry(id, 6, 1, 0)]).await.expect("handed over");
-        (appends.gate().0)().await.expect("the gate opens once it landed");
+        appends.settle().await.expect("the gate opens once it landed");
         assert_eq!(keys(&harness, &id).await.last(), Some(&EntryKey::call(6, 1)));
     }
 
@@ -256,7 +255,7 @@ mod tests {
             // A failure may surface here already, or only at the wait.
             let _ = appends.append(vec![entry(id, seq, 1, 0)]).await;
         }
-        let why = (appends.gate().0)().await.expect_err("the lease moved");
+        let why = appends.settle().await.expect_err("the lease moved");
         assert!(why.contains("lease"), "{why}");
         assert_eq!(appends.durable().await, Err(why.clone()), "the failure sticks");
         assert_eq!(appends.rest().await.map(|r| r.len()), Err(why.clone()));

@@ -285,7 +285,7 @@ impl RunCtx {
                     blobs: crate::engine::Blobs::Store(self.store.clone()),
                     replay: None,
                     changed: false,
-                    settle: Some(self.in_flight.gate()),
+                    settle: Some(self.in_flight.clone()),
                 },
             )
             .await;

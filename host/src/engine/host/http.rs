@@ -37,7 +37,7 @@ impl Host for StepState {
                 // The step may run while the run's earlier entries commit;
                 // a request is seen outside, so those must be durable first.
                 if let Some(settle) = &self.settle {
-                    (settle.0)().await.map_err(|why| {
+                    settle.settle().await.map_err(|why| {
                         wasmtime::format_err!(
                             "the request was not sent: the run's journal could not be written ({why})"
                         )
